@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine:
+#   make run    install (first time), build index/ from corpus/, serve the chat on http://127.0.0.1:7860
+#   make test   install with test extras and Debian's chromium, then run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first and pinned: an unpinned resolve pulls a multi-GB CUDA build.
+# Elsewhere, point pip at a CPU wheel, e.g. make run TORCH_PIP_ARGS="--index-url <your CPU wheel index>".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+EXTRAS_RUN := llm
+EXTRAS_TEST := llm,dev,llamacpp
+
+.PHONY: run test install install-test browser ingest eval clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(PY)
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	touch $@
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/.torch
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS_RUN)]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS_TEST)]"
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test browser
+
+# Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+run: install
+	$(PY) app.py
+
+test: install-test
+	$(PY) -m pytest -q
+
+ingest: install
+	$(VENV)/bin/rag ingest
+
+eval: install
+	$(VENV)/bin/rag eval eval/questions.jsonl
+
+clean:
+	rm -rf $(VENV) index/CURRENT index/versions index/ingest.lock
