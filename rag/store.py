@@ -1,0 +1,271 @@
+"""Everything under index/: versioned FAISS + chunk store + BM25 + manifest; atomic publish, checked load.
+
+Layout:
+    index/CURRENT              name of the live version (replaced atomically)
+    index/versions/<name>/     manifest.json, vectors.faiss, chunks.jsonl, bm25/
+    index/ingest.lock          held by the one writer (see ingest.py)
+
+A version is written completely, checksummed, and only then named in CURRENT, so a reader sees either
+the old version or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+import Stemmer
+
+from rag.chunking import Chunk
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+CHUNKS = "chunks.jsonl"
+BM25_DIR = "bm25"
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+
+STEMMER = Stemmer.Stemmer("english")
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
+
+
+class IndexProblem(Exception):
+    """The index is missing, damaged or built with other settings; the message says how to fix it."""
+
+
+class IndexNotFound(IndexProblem):
+    pass
+
+
+class IndexMismatch(IndexProblem):
+    pass
+
+
+class IndexCorrupt(IndexProblem):
+    pass
+
+
+def bm25_tokens(texts: list[str]) -> list[list[str]]:
+    """The one tokenizer for BM25, used for chunks at build time and for queries."""
+    return bm25s.tokenize(texts, stopwords="en", stemmer=STEMMER, return_ids=False, show_progress=False)
+
+
+@dataclass
+class DocumentEntry:
+    content_hash: str
+    chunk_ids: list[int]  # FAISS ids, in chunk order
+    pages: int
+    indexed_at: float
+
+    def to_json(self) -> dict:
+        return {"hash": self.content_hash, "chunk_ids": self.chunk_ids, "pages": self.pages, "indexed_at": self.indexed_at}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DocumentEntry:
+        return cls(data["hash"], list(data["chunk_ids"]), data["pages"], data["indexed_at"])
+
+
+@dataclass
+class Manifest:
+    signature: dict  # embed_model, chunk_tokens, chunk_overlap (see Settings.index_signature)
+    dimension: int
+    documents: dict[str, DocumentEntry]
+    skipped: list[dict]  # [{"path", "reason"}] from the last ingest
+    next_id: int  # FAISS ids only grow, so a deleted chunk's id is never reused
+    checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    format_version: int = FORMAT_VERSION
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(d.chunk_ids) for d in self.documents.values())
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "created_at": self.created_at,
+            **self.signature,
+            "dimension": self.dimension,
+            "counts": {"documents": len(self.documents), "chunks": self.chunk_count, "skipped": len(self.skipped)},
+            "next_id": self.next_id,
+            "documents": {k: v.to_json() for k, v in sorted(self.documents.items())},
+            "skipped": self.skipped,
+            "checksums": self.checksums,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, signature_keys: list[str]) -> Manifest:
+        return cls(
+            signature={k: data.get(k) for k in signature_keys},
+            dimension=data["dimension"],
+            documents={k: DocumentEntry.from_json(v) for k, v in data["documents"].items()},
+            skipped=data.get("skipped", []),
+            next_id=data["next_id"],
+            checksums=data.get("checksums", {}),
+            format_version=data["format_version"],
+            created_at=data.get("created_at", 0.0),
+        )
+
+
+@dataclass
+class IndexSnapshot:
+    """One loaded, immutable index version. Readers hold a snapshot; a rebuild never changes it."""
+
+    version: str
+    manifest: Manifest
+    faiss_index: faiss.IndexIDMap2
+    chunks: dict[int, Chunk]  # FAISS id -> chunk
+    bm25: bm25s.BM25
+    bm25_ids: list[int]  # BM25 row -> FAISS id
+
+    def vector(self, faiss_id: int) -> np.ndarray:
+        return self.faiss_index.reconstruct(int(faiss_id))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def current_version(index_dir: Path) -> str | None:
+    try:
+        name = (index_dir / CURRENT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name or None
+
+
+def write_version(
+    index_dir: Path, manifest: Manifest, ids: np.ndarray, vectors: np.ndarray, chunks: dict[int, Chunk]
+) -> str:
+    """Write a complete new version beside the live one and return its name (not yet published)."""
+    versions = index_dir / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
+    tmp = versions / f".tmp-{name}"
+    tmp.mkdir()
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
+    if len(ids):
+        index.add_with_ids(vectors.astype(np.float32), ids.astype(np.int64))
+    faiss.write_index(index, str(tmp / VECTORS))
+
+    order = sorted(chunks)  # BM25 rows follow FAISS id order
+    with (tmp / CHUNKS).open("w", encoding="utf-8") as fh:
+        for faiss_id in order:
+            fh.write(json.dumps({"id": faiss_id, **chunks[faiss_id].to_json()}, ensure_ascii=False) + "\n")
+    retriever = bm25s.BM25()
+    tokens = bm25_tokens([chunks[i].text for i in order]) if order else [[]]
+    # bm25s cannot index an empty corpus or an all-stopword one; a placeholder token keeps the shapes valid.
+    retriever.index([t or ["\x00empty"] for t in tokens], show_progress=False)
+    retriever.save(str(tmp / BM25_DIR))
+
+    manifest.checksums = {
+        p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+    _fsync_tree(tmp)
+    tmp.rename(versions / name)
+    return name
+
+
+def publish(index_dir: Path, version: str) -> None:
+    """Make `version` live with one atomic rename, then remove versions no reader will open again."""
+    tmp = index_dir / f".{CURRENT}.tmp-{os.getpid()}"
+    with tmp.open("w") as fh:
+        fh.write(version + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / CURRENT)
+    cleanup(index_dir, keep=version)
+
+
+def cleanup(index_dir: Path, keep: str) -> None:
+    """Delete every version but `keep`, plus leftovers of crashed writers. Loaded snapshots live in memory."""
+    versions = index_dir / VERSIONS
+    if not versions.is_dir():
+        return
+    for path in versions.iterdir():
+        if path.name != keep:
+            shutil.rmtree(path, ignore_errors=True)
+    for stray in index_dir.glob(f".{CURRENT}.tmp-*"):
+        stray.unlink(missing_ok=True)
+
+
+def read_manifest(index_dir: Path, signature_keys: list[str], version: str | None = None) -> Manifest | None:
+    version = version or current_version(index_dir)
+    if version is None:
+        return None
+    path = index_dir / VERSIONS / version / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Manifest.from_json(data, signature_keys)
+    except FileNotFoundError as err:
+        raise IndexCorrupt(f"{path} is missing: run `rag ingest --rebuild`") from err
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise IndexCorrupt(f"{path} is damaged ({err}): run `rag ingest --rebuild`") from err
+
+
+def check_signature(manifest: Manifest, expected: dict, dimension: int | None = None) -> None:
+    diffs = [f"{k}: index has {manifest.signature.get(k)!r}, settings say {v!r}" for k, v in expected.items()
+             if manifest.signature.get(k) != v]
+    if dimension is not None and manifest.dimension != dimension:
+        diffs.append(f"dimension: index has {manifest.dimension}, embedder gives {dimension}")
+    if manifest.format_version != FORMAT_VERSION:
+        diffs.append(f"format_version: index has {manifest.format_version}, this code reads {FORMAT_VERSION}")
+    if diffs:
+        raise IndexMismatch("the index was built with other settings (" + "; ".join(diffs) + "): run `rag ingest`")
+
+
+def load(index_dir: Path, expected_signature: dict, verify_checksums: bool = True) -> IndexSnapshot:
+    """Open the live version, checking that every part is present, intact and built with these settings."""
+    version = current_version(index_dir)
+    if version is None:
+        raise IndexNotFound(f"no index in {index_dir}: run `rag ingest` to build it from your corpus")
+    root = index_dir / VERSIONS / version
+    manifest = read_manifest(index_dir, list(expected_signature), version)
+    assert manifest is not None
+    check_signature(manifest, expected_signature)
+    for rel, digest in manifest.checksums.items():
+        path = root / rel
+        if not path.is_file():
+            raise IndexCorrupt(f"index file {path} is missing: run `rag ingest --rebuild`")
+        if verify_checksums and _sha256(path) != digest:
+            raise IndexCorrupt(f"index file {path} is damaged (checksum mismatch): run `rag ingest --rebuild`")
+    try:
+        faiss_index = faiss.read_index(str(root / VECTORS))
+        chunks: dict[int, Chunk] = {}
+        with (root / CHUNKS).open(encoding="utf-8") as fh:
+            for line in fh:
+                record = json.loads(line)
+                faiss_id = record.pop("id")
+                chunks[faiss_id] = Chunk.from_json(record)
+        bm25 = bm25s.BM25.load(str(root / BM25_DIR))
+    except Exception as err:  # faiss raises RuntimeError, json/bm25s various: all mean a damaged file
+        raise IndexCorrupt(f"index version {root} cannot be read ({err}): run `rag ingest --rebuild`") from err
+    if faiss_index.ntotal != len(chunks) or len(chunks) != manifest.chunk_count:
+        raise IndexCorrupt(
+            f"index version {root} is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks, "
+            f"manifest says {manifest.chunk_count}): run `rag ingest --rebuild`"
+        )
+    return IndexSnapshot(version, manifest, faiss_index, chunks, bm25, sorted(chunks))
