@@ -1,0 +1,152 @@
+"""`rag ingest | ask | chat | serve | eval`: the terminal front end. Thin: it calls the library's public API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from rag.settings import Settings
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "corpus", None):
+        overrides["corpus_dir"] = Path(args.corpus)
+    if getattr(args, "index", None):
+        overrides["index_dir"] = Path(args.index)
+    return Settings(**overrides)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rag.ingest import IngestError, check, ingest
+
+    settings = _settings(args)
+    if args.check:
+        drift = check(settings)
+        for line in drift:
+            console.print(f"[yellow]drift[/] {line}")
+        if not drift:
+            console.print(f"index {settings.index_dir} matches {settings.corpus_dir}")
+        return 1 if drift else 0
+    try:
+        report = ingest(settings, rebuild=args.rebuild)
+    except IngestError as err:
+        console.print(f"[red]error:[/] {err}")
+        return 1
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+    if report.rebuilt:
+        console.print(f"rebuilt from scratch: {report.rebuilt}")
+    print(report.summary())
+    return 0
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False, indent=1))
+        return
+    print(answer.text)
+    for n, citation in enumerate(answer.citations, start=1):
+        print(f"  [{n}] {citation.location} score {citation.score:.3f}")
+        print(f"      \"{citation.text}\"")
+    if answer.note:
+        print(f"  note: {answer.note}")
+
+
+def _open_assistant(settings: Settings):
+    from rag.chat import Assistant
+    from rag.store import IndexProblem
+
+    try:
+        return Assistant(settings)
+    except IndexProblem as err:
+        console.print(f"[red]error:[/] {err}")
+        return None
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    assistant = _open_assistant(_settings(args))
+    if assistant is None:
+        return 1
+    _print_answer(assistant.ask(args.question), args.json)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    assistant = _open_assistant(_settings(args))
+    if assistant is None:
+        return 1
+    history: list[dict] = []
+    console.print("Ask a question; an empty line or Ctrl-D quits, /new starts a new conversation.")
+    while True:
+        try:
+            question = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not question:
+            return 0
+        if question == "/new":
+            history.clear()
+            continue
+        answer = assistant.ask(question, history)
+        _print_answer(answer, as_json=False)
+        if answer.query != question:
+            print(f"  (searched for: {answer.query})")
+        history += [{"role": "user", "content": question, "query": answer.query},
+                    {"role": "assistant", "content": answer.text}]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rag.web import serve
+
+    settings = _settings(args)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    return serve(settings.model_copy(update=overrides))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_paths(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--corpus", help="folder of documents (default: corpus/, or RAG_CORPUS_DIR)")
+        p.add_argument("--index", help="index folder (default: index/, or RAG_INDEX_DIR)")
+        return p
+
+    p = with_paths(sub.add_parser("ingest", help="build or update the index from the corpus"))
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything (repairs a damaged index)")
+    p.add_argument("--check", action="store_true", help="report drift without changing anything; exit 1 on drift")
+    p.set_defaults(func=cmd_ingest)
+
+    p = with_paths(sub.add_parser("ask", help="answer one question"))
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    p.set_defaults(func=cmd_ask)
+
+    p = with_paths(sub.add_parser("chat", help="a conversation in the terminal"))
+    p.set_defaults(func=cmd_chat)
+
+    p = with_paths(sub.add_parser("serve", help="the web chat (same as app.py)"))
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

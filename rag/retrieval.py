@@ -1,0 +1,152 @@
+"""Hybrid retrieval: dense (FAISS) and BM25 rankings fused by reciprocal rank on chunk id, then the
+sentences inside the top chunks scored as evidence.
+
+Dense search finds paraphrases, BM25 finds rare exact terms (names, numbers); reciprocal rank fusion
+combines their orders without calibrating their incomparable scores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from rag import store
+from rag.chunking import Chunk
+from rag.embedding import Embedder
+from rag.settings import Settings
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int  # FAISS id
+    chunk: Chunk
+    score: float  # fused
+    dense_rank: int | None
+    bm25_rank: int | None
+    dense_score: float | None
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence inside a retrieved chunk, with its span in the page text."""
+
+    hit: Hit
+    text: str
+    start: int
+    end: int
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) in `text`: lines first (headings have no full stop), then punkt.
+
+    punkt (bundled with llama-index) keeps "3.28 million" and "U.S." whole, which splitting on "." does not.
+    """
+    splitter = _sentence_splitter()
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text):
+        cursor = line.start()
+        for piece in splitter(line.group()):
+            piece = piece.strip()
+            if not piece:
+                continue
+            start = text.find(piece, cursor, line.end())
+            if start < 0:
+                continue
+            spans.append((start, start + len(piece)))
+            cursor = start + len(piece)
+    return spans
+
+
+_SPLITTER = None
+
+
+def _sentence_splitter():
+    global _SPLITTER
+    if _SPLITTER is None:
+        from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
+
+        _SPLITTER = split_by_sentence_tokenizer()
+    return _SPLITTER
+
+
+class Retriever:
+    def __init__(self, snapshot: store.IndexSnapshot, embedder: Embedder, settings: Settings) -> None:
+        self.snapshot = snapshot
+        self.embedder = embedder
+        self.settings = settings
+
+    @cached_property
+    def document_frequency(self) -> tuple[Counter, int]:
+        """Stemmed-term document frequencies over chunks: how informative a question word is here."""
+        tokens = store.bm25_tokens([self.snapshot.chunks[i].text for i in self.snapshot.bm25_ids])
+        return Counter(t for doc in tokens for t in set(doc)), max(len(tokens), 1)
+
+    def idf(self, term: str) -> float:
+        df, n = self.document_frequency
+        return math.log(1 + (n - df.get(term, 0) + 0.5) / (df.get(term, 0) + 0.5))
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        k = k or self.settings.candidates
+        snapshot = self.snapshot
+        n = len(snapshot.chunks)
+        if n == 0:
+            return []
+        depth = min(self.settings.candidates, n)
+        query_vector = self.embedder.embed_one(query)
+        scores, ids = snapshot.faiss_index.search(query_vector[None, :], depth)
+        dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+        bm25_ranked: list[int] = []
+        tokens = store.bm25_tokens([query])[0]
+        if tokens:
+            rows, row_scores = snapshot.bm25.retrieve([tokens], k=depth, show_progress=False, n_threads=1)
+            bm25_ranked = [snapshot.bm25_ids[int(r)] for r, s in zip(rows[0], row_scores[0]) if s > 0]
+
+        fused: dict[int, float] = {}
+        dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense, start=1)}
+        bm25_rank = {cid: rank for rank, cid in enumerate(bm25_ranked, start=1)}
+        for cid, rank in dense_rank.items():
+            fused[cid] = fused.get(cid, 0.0) + self.settings.dense_weight / (self.settings.rrf_k + rank)
+        for cid, rank in bm25_rank.items():
+            fused[cid] = fused.get(cid, 0.0) + self.settings.bm25_weight / (self.settings.rrf_k + rank)
+        dense_score = dict(dense)
+        ordered = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
+        return [
+            Hit(cid, snapshot.chunks[cid], fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid))
+            for cid in ordered
+        ]
+
+    def sentences(self, hits: list[Hit]) -> list[Sentence]:
+        """Every sentence of the given chunks, each once (overlapping chunks share sentences)."""
+        seen: set[tuple[str, int | None, int]] = set()
+        result: list[Sentence] = []
+        for hit in hits:
+            chunk = hit.chunk
+            for start, end in split_sentences(chunk.text):
+                key = (chunk.source, chunk.page, chunk.start + start)
+                if key in seen:
+                    continue
+                seen.add(key)
+                result.append(Sentence(hit, chunk.text[start:end], chunk.start + start, chunk.start + end))
+        return result
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Embeddings for short texts (sentences, words), cached: the same corpus sentences recur across questions."""
+        cache = self._cache
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed(missing)):
+                cache[text] = vector
+            if len(cache) > 50_000:
+                for key in list(cache)[: len(cache) // 2]:
+                    del cache[key]
+        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, self.embedder.dimension), np.float32)
+
+    @cached_property
+    def _cache(self) -> dict[str, np.ndarray]:
+        return {}

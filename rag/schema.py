@@ -1,0 +1,63 @@
+"""The one result shape every front end consumes: an `Answer` with its `Citation`s."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Citation:
+    source: str  # path relative to the corpus
+    page: int | None  # 1-based PDF page, None for single-page formats
+    start: int  # character span of `text` in that page's text
+    end: int
+    text: str  # the quoted passage, verbatim from the corpus
+    score: float
+    chunk_id: str = ""
+    verified: bool = True  # the quote was found verbatim in the source chunk
+    reason: str | None = None  # why verified is False
+
+    @property
+    def location(self) -> str:
+        where = f"p. {self.page}, " if self.page is not None else ""
+        return f"{self.source} ({where}chars {self.start}-{self.end})"
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    """One sentence of a generated answer and whether its cited passages support it."""
+
+    text: str
+    citations: tuple[int, ...]  # 1-based numbers into Answer.citations
+    verified: bool
+    reason: str | None = None
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[Citation]
+    refused: bool
+    query: str  # the standalone query used for retrieval
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    short_answer: str | None = None  # the number, date or name the question asks for, when found
+    sentences: list[SentenceCheck] = field(default_factory=list)  # LLM answers only
+    note: str | None = None  # e.g. why an LLM answer fell back to the extractive one
+
+    def to_json(self) -> dict:
+        """The `rag ask --json` contract: answer, refused, query, citations, timings_ms (plus extras)."""
+        data = {
+            "answer": self.text,
+            "refused": self.refused,
+            "query": self.query,
+            "citations": [
+                {k: v for k, v in asdict(c).items()} for c in self.citations
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "short_answer": self.short_answer,
+        }
+        if self.sentences:
+            data["sentences"] = [asdict(s) for s in self.sentences]
+        if self.note:
+            data["note"] = self.note
+        return data

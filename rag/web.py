@@ -1,0 +1,118 @@
+"""The Gradio web chat. Thin: it renders what `Assistant.ask` returns and nothing else decides here."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+import gradio as gr
+
+from rag.chat import Assistant
+from rag.ingest import IngestError, ingest
+from rag.schema import Answer
+from rag.settings import Settings
+from rag.store import IndexProblem
+
+log = logging.getLogger(__name__)
+
+
+def format_sources(answer: Answer) -> str:
+    """Markdown for the Sources panel: file, page, quoted passage, score."""
+    lines = []
+    for n, c in enumerate(answer.citations, start=1):
+        page = f", page {c.page}" if c.page is not None else ""
+        flag = "" if c.verified else f" — **not verified**: {html.escape(c.reason or '')}"
+        lines.append(
+            f"**[{n}]** `corpus/{c.source}`{page}, chars {c.start}–{c.end}, score {c.score:.3f}{flag}\n\n"
+            f"> {html.escape(c.text)}"
+        )
+    return "\n\n".join(lines)
+
+
+def answer_messages(answer: Answer) -> list[dict]:
+    """One assistant message with the answer, then a collapsible one with its sources."""
+    body = html.escape(answer.text).replace("\n", "  \n")
+    if answer.short_answer and answer.text.startswith(answer.short_answer):
+        body = f"**{html.escape(answer.short_answer)}**" + body[len(html.escape(answer.short_answer)):]
+    if answer.note:
+        body += f"\n\n*{html.escape(answer.note)}*"
+    if answer.query:
+        body += f"\n\n<sub>searched for: {html.escape(answer.query)}</sub>"
+    messages = [{"role": "assistant", "content": body}]
+    if answer.citations:
+        title = "Closest passages" if answer.refused else "Sources"
+        messages.append({"role": "assistant", "content": format_sources(answer), "metadata": {"title": title}})
+    return messages
+
+
+class ChatSession:
+    """Owns the Assistant for the web app; builds or updates the index on start."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.assistant: Assistant | None = None
+        self.problem: str | None = None
+
+    def start(self) -> None:
+        try:
+            report = ingest(self.settings)
+            log.info("index ready: %s", report.summary())
+        except IngestError as err:
+            self.problem = f"No index could be built: {err}"
+        try:
+            self.assistant = Assistant(self.settings)
+            self.problem = None
+        except IndexProblem as err:
+            self.problem = (self.problem or "") + f" {err}".rstrip()
+
+    def respond(self, question: str, chat: list[dict], history: list[dict]):
+        question = (question or "").strip()
+        if not question:
+            return "", chat, history
+        chat = chat + [{"role": "user", "content": html.escape(question)}]
+        if self.assistant is None:
+            self.start()
+        if self.assistant is None:
+            chat.append({"role": "assistant", "content": html.escape(self.problem or "No index.")})
+            return "", chat, history
+        try:
+            answer = self.assistant.ask(question, history)
+        except IndexProblem as err:
+            chat.append({"role": "assistant", "content": html.escape(f"The index cannot be used: {err}")})
+            return "", chat, history
+        chat += answer_messages(answer)
+        history = history + [
+            {"role": "user", "content": question, "query": answer.query},
+            {"role": "assistant", "content": answer.text},
+        ]
+        return "", chat, history
+
+
+def build_app(settings: Settings) -> gr.Blocks:
+    session = ChatSession(settings)
+    session.start()
+    with gr.Blocks(title="Ask your documents") as app:
+        gr.Markdown(
+            f"### Ask your documents\nAnswers come only from the files in `{settings.corpus_dir}`, "
+            "with the passages they quote."
+        )
+        if session.problem:
+            gr.Markdown(f"**{html.escape(session.problem)}**", elem_id="index-problem")
+        chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
+        history = gr.State([])  # per browser session: [{role, content, query}]
+        with gr.Row():
+            question = gr.Textbox(placeholder="Ask a question about your documents", show_label=False,
+                                  scale=8, elem_id="question", autofocus=True)
+            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+            new_chat = gr.Button("New chat", scale=1, elem_id="new-chat")
+        question.submit(session.respond, [question, chatbot, history], [question, chatbot, history])
+        send.click(session.respond, [question, chatbot, history], [question, chatbot, history])
+        new_chat.click(lambda: ([], []), None, [chatbot, history])
+    return app
+
+
+def serve(settings: Settings) -> int:
+    app = build_app(settings)
+    app.queue(default_concurrency_limit=4).launch(server_name=settings.host, server_port=settings.port,
+                                                 show_error=True)
+    return 0
