@@ -1,0 +1,64 @@
+"""Retrieval and extractive answers on tiny corpora and on the shipped article, with exact expectations."""
+
+from __future__ import annotations
+
+from rag.answer import REFUSAL, answer_type, find_short_answer
+from rag.chat import Assistant
+from rag.settings import Settings
+
+
+def test_hybrid_search_ranks_the_right_chunk_first(tiny_index: Settings, embedder) -> None:
+    assistant = Assistant(tiny_index, embedder)
+    retriever = assistant._refresh()
+    assert retriever.search("How many agreements were signed?")[0].chunk.chunk_id == "conference.txt#0"
+    assert retriever.search("When do typhoons come?")[0].chunk.chunk_id == "weather.md#0"
+    assert retriever.search("How long do cats sleep?")[0].chunk.chunk_id == "cats.html#0"
+
+
+def test_answer_leads_with_the_number_and_quotes_the_sentence(tiny_index: Settings, embedder) -> None:
+    answer = Assistant(tiny_index, embedder).ask("How many agreements were signed at the conference?")
+    assert not answer.refused
+    assert answer.short_answer == "33"
+    assert answer.text == '33 — "The event resulted in 33 signed agreements worth 18.47 billion RMB." [1]'
+    [citation] = answer.citations
+    assert (citation.source, citation.page) == ("conference.txt", None)
+    source_text = (tiny_index.corpus_dir / "conference.txt").read_text()
+    assert source_text[citation.start : citation.end] == citation.text
+
+
+def test_out_of_corpus_question_is_refused(tiny_index: Settings, embedder) -> None:
+    answer = Assistant(tiny_index, embedder).ask("What is the population of Dongguan?")
+    assert answer.refused
+    assert answer.text.startswith(REFUSAL)
+    assert answer.citations, "the closest passages are offered"
+
+
+def test_empty_and_huge_questions_get_a_message(tiny_index: Settings, embedder) -> None:
+    assistant = Assistant(tiny_index, embedder)
+    assert assistant.ask("   ").text == "Please type a question."
+    huge = assistant.ask("why " * 2500)
+    assert huge.refused
+    assert huge.text == ("The question is 9,999 characters long; the limit is 2,000 (setting "
+                         "RAG_MAX_QUESTION_CHARS). Please shorten it.")
+
+
+def test_shipped_article_answers_33_and_refuses_population(shipped_index: Settings, embedder) -> None:
+    assistant = Assistant(shipped_index, embedder)
+    answer = assistant.ask("How many agreements were signed at the conference?")
+    assert answer.short_answer == "33"
+    assert answer.citations[0].source == "dongguan-hong-kong-cooperation.txt"
+    assert "resulting in 33 signed agreements" in answer.citations[0].text
+    assert assistant.ask("What is the population of Dongguan?").refused
+
+
+def test_answer_types_and_short_answers() -> None:
+    assert answer_type("How many agreements were signed?") == "number"
+    assert answer_type("When was the park launched?") == "date"
+    assert answer_type("How long does it take?") == "duration"
+    assert answer_type("Who developed the coating?") == "name"
+    assert answer_type("What model did they follow?") is None
+    sentence = "The park, launched in April 2023, cut the time from factory to cabin to just 15 hours."
+    assert find_short_answer("date", sentence, "When was the park launched?") == "April 2023"
+    assert find_short_answer("duration", sentence, "How long from factory to cabin?") == "15 hours"
+    # Decimals and thousands separators stay whole; a number inside a date is not a count.
+    assert find_short_answer("number", "On March 17 it had 3.28 million and 8,102 firms.", "How many firms?") == "8,102"
