@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     def _overlap_below_chunk(cls, overlap: int, info) -> int:
         chunk = info.data.get("chunk_tokens")
         if chunk is not None and overlap >= chunk:
+    auth: str | None = Field(
+        None, repr=False, description="user:password required by the web app, from RAG_AUTH; unset: no login."
+    )
             raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_tokens ({chunk})")
         return overlap
 
@@ -80,6 +83,26 @@ class Settings(BaseSettings):
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
+    @field_validator("auth")
+    @classmethod
+    def _auth_is_user_password(cls, auth: str | None) -> str | None:
+        if auth is None:
+            return None
+        user, sep, password = auth.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ValueError(
+                "RAG_AUTH must be 'user:password' with a non-empty user and password (e.g. RAG_AUTH=alice:s3cret); "
+                "unset it to run the web app without a login"
+            )
+        return auth
+
+    def auth_pair(self) -> tuple[str, str] | None:
+        """(user, password) for the web app's login, or None when no login is required."""
+        if self.auth is None:
+            return None
+        user, _, password = self.auth.partition(":")
+        return user.strip(), password
+
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
