@@ -65,24 +65,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the web app binds to.")
     port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
     max_upload_mb: float = Field(50.0, gt=0, description="Largest file accepted by upload, in MB.")
+    auth: str | None = Field(
+        None, repr=False, description="user:password required by the web app, from RAG_AUTH; unset: no login."
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_chunk(cls, overlap: int, info) -> int:
         chunk = info.data.get("chunk_tokens")
         if chunk is not None and overlap >= chunk:
-    auth: str | None = Field(
-        None, repr=False, description="user:password required by the web app, from RAG_AUTH; unset: no login."
-    )
             raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_tokens ({chunk})")
         return overlap
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
     @field_validator("auth")
     @classmethod
     def _auth_is_user_password(cls, auth: str | None) -> str | None:
@@ -103,6 +97,12 @@ class Settings(BaseSettings):
         user, _, password = self.auth.partition(":")
         return user.strip(), password
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
