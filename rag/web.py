@@ -12,6 +12,7 @@ from rag.ingest import IngestError, ingest
 from rag.schema import Answer
 from rag.settings import Settings
 from rag.store import IndexProblem
+from rag.web_documents import Reindexer, documents_tab
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,9 @@ class ChatSession:
 def build_app(settings: Settings) -> gr.Blocks:
     session = ChatSession(settings)
     session.start()
+    reindexer = Reindexer(settings, embedder=lambda: session.assistant.embedder if session.assistant else None)
+    # TODO(issue 5): start rag.watch.CorpusWatcher(settings, on_change) here once it exists, re-indexing
+    # through `reindexer` so the app follows corpus/.
     with gr.Blocks(title="Ask your documents") as app:
         gr.Markdown(
             f"### Ask your documents\nAnswers come only from the files in `{settings.corpus_dir}`, "
@@ -98,21 +102,24 @@ def build_app(settings: Settings) -> gr.Blocks:
         )
         if session.problem:
             gr.Markdown(f"**{html.escape(session.problem)}**", elem_id="index-problem")
-        chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
-        history = gr.State([])  # per browser session: [{role, content, query}]
-        with gr.Row():
-            question = gr.Textbox(placeholder="Ask a question about your documents", show_label=False,
-                                  scale=8, elem_id="question", autofocus=True)
-            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-            new_chat = gr.Button("New chat", scale=1, elem_id="new-chat")
-        question.submit(session.respond, [question, chatbot, history], [question, chatbot, history])
-        send.click(session.respond, [question, chatbot, history], [question, chatbot, history])
-        new_chat.click(lambda: ([], []), None, [chatbot, history])
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat-tab"):
+                chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
+                history = gr.State([])  # per browser session: [{role, content, query}]
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask a question about your documents", show_label=False,
+                                          scale=8, elem_id="question", autofocus=True)
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                    new_chat = gr.Button("New chat", scale=1, elem_id="new-chat")
+                question.submit(session.respond, [question, chatbot, history], [question, chatbot, history])
+                send.click(session.respond, [question, chatbot, history], [question, chatbot, history])
+                new_chat.click(lambda: ([], []), None, [chatbot, history])
+            documents_tab(settings, reindexer)
     return app
 
 
 def serve(settings: Settings) -> int:
     app = build_app(settings)
     app.queue(default_concurrency_limit=4).launch(server_name=settings.host, server_port=settings.port,
-                                                 show_error=True)
+                                                 show_error=True, auth=settings.auth_pair())
     return 0

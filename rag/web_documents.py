@@ -1,0 +1,231 @@
+"""The Documents tab: what is indexed, what was skipped, upload, delete, re-index, and the index's health.
+
+The tab only renders and routes: validation lives in rag/uploads.py, indexing in rag/ingest.py. Every
+change to corpus/ made here is followed by an ingest in the event's worker thread with a Gradio progress
+bar; the chat's Assistant re-reads index/CURRENT before each question, so it answers from the new
+version without a restart.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gradio as gr
+import pandas as pd
+
+from rag import store
+from rag.embedding import Embedder, load_embedder
+from rag.ingest import IngestError, check, ingest
+from rag.settings import Settings
+from rag.uploads import REPLACE_LABEL, UploadOutcome, UploadRejected, corpus_files, delete_document, store_uploads
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_COLUMNS = ["Document", "Pages", "Chunks", "Indexed"]
+SKIPPED_COLUMNS = ["File", "Reason"]
+
+
+class Reindexer:
+    """Runs ingest for the app one at a time (the tab and the corpus watcher share it).
+
+    ingest's lock file guards against other processes; this lock orders the threads of this one. The
+    embedder is the chat's when it has one, else loaded once here, so a re-index does not reload the model.
+    """
+
+    def __init__(self, settings: Settings, embedder: Callable[[], Embedder | None] = lambda: None) -> None:
+        self.settings = settings
+        self._embedder_source = embedder
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+        self.last_message: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def embedder(self) -> Embedder:
+        shared = self._embedder_source()
+        if shared is not None:
+            return shared
+        if self._embedder is None:
+            self._embedder = load_embedder(self.settings.embed_model)
+        return self._embedder
+
+    def run(self, *, rebuild: bool = False, progress: Callable[[float, str], None] | None = None) -> str:
+        """Bring the index in line with corpus/; returns the summary or the reason it could not."""
+        if progress and self.busy:
+            progress(0.0, "waiting for the re-index in progress")
+        with self._lock:
+            try:
+                report = ingest(self.settings, rebuild=rebuild, embedder=self.embedder(), progress=progress)
+            except IngestError as err:
+                self.last_message = f"Re-index failed: {err}"
+            else:
+                skipped = f"; skipped {', '.join(s.path for s in report.skipped)}" if report.skipped else ""
+                self.last_message = f"Index {report.version}: {report.summary()}{skipped}"
+        log.info("%s", self.last_message)
+        return self.last_message
+
+
+@dataclass
+class IndexStatus:
+    """What the tab shows about index/: from the live manifest, plus drift against corpus/."""
+
+    version: str | None = None
+    documents: list[list] = field(default_factory=list)  # rows of DOCUMENT_COLUMNS
+    skipped: list[list] = field(default_factory=list)  # rows of SKIPPED_COLUMNS
+    chunks: int = 0
+    built_at: float | None = None
+    drift: list[str] = field(default_factory=list)
+    problem: str | None = None  # the index cannot be used as it is
+    damaged: bool = False  # a rebuild is the fix
+
+    def markdown(self, busy: bool = False) -> str:
+        lines = []
+        if self.version:
+            lines.append(
+                f"**Index** `{self.version}` · {len(self.documents)} documents · {self.chunks} chunks · "
+                f"{len(self.skipped)} skipped · built {_when(self.built_at)}"
+            )
+        if self.problem:
+            lines.append(f"**Index problem:** {html.escape(self.problem)}")
+        elif self.drift:
+            lines.append("**Out of date with the corpus folder** (press Re-index): "
+                         + "; ".join(html.escape(d) for d in self.drift))
+        elif self.version:
+            lines.append("In sync with the corpus folder.")
+        if busy:
+            lines.append("*A re-index is running.*")
+        return "\n\n".join(lines)
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def index_status(settings: Settings) -> IndexStatus:
+    """Open the live index the way the chat does (checksums included) and describe it."""
+    status = IndexStatus()
+    try:
+        snapshot = store.load(settings.index_dir, settings.index_signature())
+    except store.IndexNotFound as err:
+        status.problem = f"{err} (or press Re-index)"
+        return status
+    except store.IndexProblem as err:
+        status.problem = str(err).replace("run `rag ingest --rebuild`", "press Rebuild index")
+        status.damaged = True
+        return status
+    manifest = snapshot.manifest
+    status.version = snapshot.version
+    status.chunks = manifest.chunk_count
+    status.built_at = manifest.created_at
+    status.documents = [[doc_id, entry.pages, len(entry.chunk_ids), _when(entry.indexed_at)]
+                        for doc_id, entry in sorted(manifest.documents.items())]
+    status.skipped = [[s["path"], s["reason"]] for s in manifest.skipped]
+    try:
+        status.drift = check(settings)
+    except store.IndexProblem as err:  # changed under us between load and check
+        status.problem = str(err)
+    return status
+
+
+def outcomes_markdown(outcomes: list[UploadOutcome]) -> str:
+    marks = {"added": "✅", "replaced": "✅", "unchanged": "➖", "rejected": "❌"}
+    return "\n".join(f"- {marks[o.status]} {html.escape(o.message)}" for o in outcomes)
+
+
+def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
+    """Build the Documents tab inside the current gr.Blocks / gr.Tabs context."""
+
+    def refresh():
+        status = index_status(settings)
+        files = corpus_files(settings)
+        return (
+            status.markdown(reindexer.busy),
+            pd.DataFrame(status.documents, columns=DOCUMENT_COLUMNS),
+            pd.DataFrame(status.skipped, columns=SKIPPED_COLUMNS),
+            gr.update(choices=files, value=None),
+            gr.update(visible=status.damaged),
+        )
+
+    def reindex_with(progress: gr.Progress, rebuild: bool = False) -> str:
+        return reindexer.run(rebuild=rebuild, progress=lambda fraction, message: progress(fraction, desc=message))
+
+    def on_upload(paths: list[str] | None, replace: bool, progress=gr.Progress()):
+        if not paths:
+            return ("Choose one or more files first.", None, *refresh())
+        outcomes = store_uploads(settings, paths, replace=replace)
+        message = outcomes_markdown(outcomes)
+        if any(o.status in ("added", "replaced") for o in outcomes):
+            message += "\n\n" + html.escape(reindex_with(progress))
+        return (message, None, *refresh())
+
+    def on_delete_ask(doc_id: str | None):
+        if not doc_id:
+            return "Pick a document to delete first.", gr.update(visible=False), "", None
+        question = (f"Delete **{html.escape(doc_id)}**? The file is removed from `{settings.corpus_dir}` "
+                    "and from the index; this cannot be undone here.")
+        return "", gr.update(visible=True), question, doc_id
+
+    def on_delete_confirm(doc_id: str | None, progress=gr.Progress()):
+        try:
+            message = html.escape(delete_document(settings, doc_id or ""))
+        except UploadRejected as err:
+            return (html.escape(str(err)), gr.update(visible=False), *refresh())
+        message += "\n\n" + html.escape(reindex_with(progress))
+        return (message, gr.update(visible=False), *refresh())
+
+    def on_reindex(progress=gr.Progress()):
+        return (html.escape(reindex_with(progress)), *refresh())
+
+    def on_rebuild(progress=gr.Progress()):
+        return (html.escape(reindex_with(progress, rebuild=True)), *refresh())
+
+    initial = index_status(settings)
+    with gr.Tab("Documents", id="documents", elem_id="documents-tab") as tab:
+        status_md = gr.Markdown(initial.markdown(), elem_id="index-status")
+        with gr.Row():
+            reindex = gr.Button("Re-index", elem_id="reindex", scale=0)
+            rebuild = gr.Button("Rebuild index", variant="stop", visible=initial.damaged, elem_id="rebuild", scale=0)
+            reload_ = gr.Button("Refresh", elem_id="refresh-documents", scale=0)
+        message = gr.Markdown(elem_id="documents-message")
+        documents = gr.Dataframe(pd.DataFrame(initial.documents, columns=DOCUMENT_COLUMNS), label="Indexed documents",
+                                 interactive=False, elem_id="documents-table")
+        skipped = gr.Dataframe(pd.DataFrame(initial.skipped, columns=SKIPPED_COLUMNS),
+                               label="Skipped at the last ingest", interactive=False, elem_id="skipped-table")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown(
+                    f"**Upload** .txt, .md, .pdf or .html files, up to {settings.max_upload_mb:g} MB each. "
+                    "Each file is checked on its own; a file that is refused changes nothing."
+                )
+                files = gr.File(file_count="multiple", label="Files to add", elem_id="upload-files")
+                replace = gr.Checkbox(label=REPLACE_LABEL, value=False, elem_id="upload-replace")
+                upload = gr.Button("Upload and index", variant="primary", elem_id="upload")
+            with gr.Column():
+                gr.Markdown("**Delete** a file from the corpus folder.")
+                choice = gr.Dropdown(choices=corpus_files(settings), value=None, label="Document",
+                                     elem_id="delete-choice")
+                delete = gr.Button("Delete…", elem_id="delete")
+                pending = gr.State(None)  # the document the confirmation is about
+                with gr.Group(visible=False, elem_id="delete-confirm") as confirm:
+                    question = gr.Markdown()
+                    with gr.Row():
+                        yes = gr.Button("Yes, delete", variant="stop", elem_id="delete-yes")
+                        cancel = gr.Button("Cancel", elem_id="delete-cancel")
+
+    shown = [status_md, documents, skipped, choice, rebuild]
+    tab.select(refresh, None, shown)
+    reload_.click(refresh, None, shown)
+    upload.click(on_upload, [files, replace], [message, files, *shown])
+    delete.click(on_delete_ask, choice, [message, confirm, question, pending])
+    cancel.click(lambda: gr.update(visible=False), None, confirm)
+    yes.click(on_delete_confirm, pending, [message, confirm, *shown])
+    reindex.click(on_reindex, None, [message, *shown])
+    rebuild.click(on_rebuild, None, [message, *shown])
+    return tab
