@@ -116,8 +116,8 @@ def index_status(settings: Settings) -> IndexStatus:
     except store.IndexNotFound as err:
         status.problem = f"{err} (or press Re-index)"
         return status
-    except store.IndexProblem as err:
-        status.problem = str(err).replace("run `rag ingest --rebuild`", "press Rebuild index")
+    except store.IndexProblem as err:  # damaged, or built with other settings: the chat cannot use it
+        status.problem = f"{err}. Press Rebuild index to build it again from the corpus folder."
         status.damaged = True
         return status
     manifest = snapshot.manifest
@@ -135,8 +135,7 @@ def index_status(settings: Settings) -> IndexStatus:
 
 
 def outcomes_markdown(outcomes: list[UploadOutcome]) -> str:
-    marks = {"added": "✅", "replaced": "✅", "unchanged": "➖", "rejected": "❌"}
-    return "\n".join(f"- {marks[o.status]} {html.escape(o.message)}" for o in outcomes)
+    return "\n".join(f"- {html.escape(o.message)}" for o in outcomes)
 
 
 def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
@@ -222,10 +221,11 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
     shown = [status_md, documents, skipped, choice, rebuild]
     tab.select(refresh, None, shown)
     reload_.click(refresh, None, shown)
-    upload.click(on_upload, [files, replace], [message, files, *shown])
+    # One progress bar, over the documents table, instead of one over every output.
+    upload.click(on_upload, [files, replace], [message, files, *shown], show_progress_on=documents)
     delete.click(on_delete_ask, choice, [message, confirm, question, pending])
     cancel.click(lambda: gr.update(visible=False), None, confirm)
-    yes.click(on_delete_confirm, pending, [message, confirm, *shown])
-    reindex.click(on_reindex, None, [message, *shown])
-    rebuild.click(on_rebuild, None, [message, *shown])
+    yes.click(on_delete_confirm, pending, [message, confirm, *shown], show_progress_on=documents)
+    reindex.click(on_reindex, None, [message, *shown], show_progress_on=documents)
+    rebuild.click(on_rebuild, None, [message, *shown], show_progress_on=documents)
     return tab
