@@ -112,6 +112,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings.model_copy(update=overrides))
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rag import evaluation
+
+    settings = Settings()
+    out = Console(soft_wrap=True)
+    try:
+        thresholds = None
+        kind = evaluation.load_eval_file(args.file).kind
+        if args.gate:
+            thresholds = evaluation.load_thresholds(args.gate, kind)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("loading", total=None)
+            result = evaluation.run_eval(
+                args.file, settings, corpus=Path(args.corpus) if args.corpus else None,
+                index=Path(args.index) if args.index else None, baseline=not args.no_baseline,
+                cache_dir=Path(args.cache) if args.cache else None,
+                progress=lambda stage, done, total: bar.update(task, description=stage, completed=done, total=total),
+            )
+    except evaluation.EvalError as err:
+        console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        return 1
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+    else:
+        out.print(evaluation.metrics_table(result))
+        for row in result.failures:
+            out.print(f"failed {row.case.id}: {row.case.question}  expected {row.case.expected!r}, got {row.answer.text[:160]!r}",
+                      highlight=False, markup=False)
+    if args.report:
+        console.print(f"report: {evaluation.write_report(result, args.report)}", markup=False)
+    console.print(f"evaluated {len(result.rows)} questions of {args.file} in {result.seconds:.1f} s", markup=False)
+    if thresholds is not None:
+        failures, notes = evaluation.check_gate(result.metrics, thresholds)
+        for note in notes:
+            console.print(f"gate: {note}", highlight=False, markup=False)
+        for failure in failures:
+            console.print(f"[red]gate failed:[/] {escape(f'{failure} ({args.gate} [{kind}])')}", highlight=False)
+        if failures:
+            return 1
+        console.print(f"gate passed: {len(thresholds)} thresholds of {args.gate} [{kind}]", markup=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -139,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.set_defaults(func=cmd_serve)
+
+    p = with_paths(sub.add_parser("eval", help="score answers and retrieval on a question set, beside a LlamaIndex baseline"))
+    p.add_argument("file", help="questions .jsonl, conversations .jsonl, or a LlamaIndex rag_dataset.json")
+    p.add_argument("--json", action="store_true", help="print only one JSON object (metrics, questions, baseline)")
+    p.add_argument("--report", metavar="DIR", help="write report.md and metrics.png to DIR")
+    p.add_argument("--gate", metavar="TOML", help="thresholds file (e.g. eval/thresholds.toml); exit 1 when a metric misses")
+    p.add_argument("--no-baseline", action="store_true", help="skip the LlamaIndex baseline (faster)")
+    p.add_argument("--cache", metavar="DIR", help="where indexes built for --corpus are kept (default ~/.cache/rag-eval)")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -1,0 +1,366 @@
+"""The eval runner: answer matching, file formats and their errors, metrics, baseline, report, CI gate.
+
+The integration tests run the real Assistant on the shipped-corpus index (session fixture) with tiny
+question files written here, and the real LlamaIndex baseline with the bundled embedder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag import cli, evaluation
+from rag.evaluation import (
+    METRICS,
+    Case,
+    EvalError,
+    Row,
+    answer_is_correct,
+    check_gate,
+    compute_metrics,
+    contains_answer,
+    contexts_overlap,
+    load_eval_file,
+    load_thresholds,
+    normalise,
+    token_f1,
+)
+from rag.schema import Answer, Citation
+from rag.settings import Settings
+from tests.conftest import REPO, SHIPPED_CORPUS, write_corpus
+
+THRESHOLDS = REPO / "eval" / "thresholds.toml"
+
+
+def write_lines(path: Path, objects: list) -> Path:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objects), encoding="utf-8")
+    return path
+
+
+# --- answer matching ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accepted", "text"),
+    [
+        ("5-billion-yuan", "5 billion yuan — \"a dedicated 5-billion-yuan AI investment pool\" [1]"),
+        ("8,102", "8102 enterprises"),
+        ("8102", "It has attracted 8,102 Hong Kong-invested enterprises."),
+        ("18.47 billion", "18.47 billion RMB — \"... value of 18.47 billion RMB.\" [1]"),
+        ("front shop, back factory", 'the "front shop, back factory" model'),
+        ("8+8+4", "the 8+8+4 modern industrial system"),
+        ("OPPO", "OPPO's partnership"),
+        ("HONG KONG", "in hong\u00a0kong"),
+    ],
+)
+def test_accepted_answer_is_found_after_normalising(accepted: str, text: str) -> None:
+    assert contains_answer(text, accepted)
+
+
+@pytest.mark.parametrize(
+    ("accepted", "text"),
+    [
+        ("300", "3000 representatives"),  # whole words only
+        ("33", "1933"),
+        ("18.47 billion", "1847 billion"),  # a decimal point is not a thousands separator
+        ("18.47", "18 47"),
+        ("six months", "six"),
+    ],
+)
+def test_near_misses_do_not_match(accepted: str, text: str) -> None:
+    assert not contains_answer(text, accepted)
+
+
+def test_normalise_exact_forms() -> None:
+    assert normalise("5-billion-yuan") == "5 billion yuan"
+    assert normalise("8,102") == "8102"
+    assert normalise("1,234,567.89 RMB") == "1234567.89 rmb"
+    assert normalise("18.47 billion RMB.") == "18.47 billion rmb"
+    assert normalise("  Tech100+  Plan ") == "tech100 plan"
+    assert normalise("ends here. 5 more") == "ends here 5 more"
+    assert normalise("“Three-plus-one”") == "three plus one"
+
+
+def _answer(text: str, refused: bool = False) -> Answer:
+    return Answer(text, [], refused=refused, query="q")
+
+
+def test_refusals_and_paragraph_dumps_are_wrong() -> None:
+    assert answer_is_correct(_answer("33 — signed [1]"), ["33"])
+    assert not answer_is_correct(_answer("33 — signed", refused=True), ["33"])
+    padded = "33 " + "x" * 397
+    assert len(padded) == 400 and answer_is_correct(_answer(padded), ["33"])
+    assert not answer_is_correct(_answer(padded + "x"), ["33"])
+    assert not answer_is_correct(_answer("34 agreements"), ["33", "thirty-three"])
+
+
+def test_token_f1_is_squad_style() -> None:
+    assert token_f1("The cat sat.", "a cat sat down") == pytest.approx(0.8)  # P 2/2, R 2/3
+    assert token_f1("dog", "cat") == 0.0
+    assert token_f1("8,102 firms", "8102 Firms") == 1.0
+
+
+def test_context_overlap_needs_half_the_5grams_of_either_side() -> None:
+    context = " ".join(f"w{i}" for i in range(40))  # 36 five-grams
+    inside = " ".join(f"w{i}" for i in range(10, 20)) + " other words here"  # 6 of its 9 five-grams shared
+    assert contexts_overlap(inside, context)
+    weak = " ".join(f"w{i}" for i in range(10, 15)) + " a b c d e f"  # 1 of 7
+    assert not contexts_overlap(weak, context)
+    assert contexts_overlap("Proof of History orders events.", "proof of history orders events")  # short texts
+
+
+# --- files and their errors -----------------------------------------------------------------------
+
+
+def test_formats_are_detected(tmp_path: Path) -> None:
+    questions = write_lines(tmp_path / "q.jsonl", [{"id": "a", "question": "Q?", "answers": ["1"], "kind": "fact"},
+                                                   {"id": "b", "question": "R?", "answers": [], "kind": "unanswerable"}])
+    loaded = load_eval_file(questions)
+    assert loaded.kind == "questions" and [c.id for c in loaded.cases] == ["a", "b"]
+    assert [c.answerable for c in loaded.cases] == [True, False]
+
+    talks = write_lines(tmp_path / "c.jsonl", [{"id": "c1", "turns": [{"question": "A?", "answers": ["x"]},
+                                                                      {"question": "And B?", "answers": []}]}])
+    loaded = load_eval_file(talks)
+    assert loaded.kind == "conversations" and [[c.id for c in conv] for conv in loaded.conversations] == [["c1.t1", "c1.t2"]]
+
+    dataset = tmp_path / "rag_dataset.json"
+    dataset.write_text(json.dumps({"examples": [{"query": "Q?", "reference_answer": "A.", "reference_contexts": ["ctx"],
+                                                 "query_by": None}]}))
+    loaded = load_eval_file(dataset)
+    assert loaded.kind == "labelled"
+    assert loaded.cases == [Case("ex1", "Q?", None, None, "A.", ("ctx",))]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"id": "a", "question": "Q?", "answers": ["1"]}', '{"id": "b", "question": "Q?" "answers": []}'],
+         "line 2: not valid JSON (Expecting ',' delimiter at column 30)"),
+        (['{"id": "a", "question": "Q?", "answer": ["1"]}'], 'line 1: missing "answers"'),
+        (['{"id": "a", "question": "Q?", "answers": "33"}'], 'line 1: "answers" must be a list, got "33"'),
+        (['{"id": "a", "question": "", "answers": []}'], 'line 1: "question" must be a non-empty string'),
+        (['{"id": "a", "question": "Q?", "answers": ["-"]}'], "line 1: every answer must be a string with a letter or digit"),
+        (['{"id": "a", "question": "Q?", "answers": []}', "", '{"id": "a", "question": "R?", "answers": []}'],
+         "line 3: id 'a' is already used on line 1"),
+        (['{"id": "a", "question": "Q?", "answers": ["1"], "kind": "unanswerable"}'], 'kind "unanswerable" but answers'),
+        (['{"id": "a", "question": "Q?", "answers": [], "kind": "fact"}'], "answers is [] (must refuse) but kind is 'fact'"),
+        (['{"id": "a", "question": "Q?", "answers": []}', '{"id": "c", "turns": [{"question": "Q", "answers": []}]}'],
+         "line 2: this line is a conversation but line 1 is a question"),
+        (['{"id": "c", "turns": [{"question": "Q", "answers": []}, {"answers": ["x"]}]}'], 'line 1 turn 2: missing "question"'),
+        (['["a", "b"]'], "line 1: expected a JSON object"),
+    ],
+)
+def test_malformed_lines_name_file_line_and_problem(tmp_path: Path, lines: list[str], message: str) -> None:
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EvalError) as err:
+        load_eval_file(path)
+    assert str(err.value).startswith(f"{path} ")
+    assert message in str(err.value)
+
+
+def test_malformed_dataset_names_the_example(tmp_path: Path) -> None:
+    path = tmp_path / "rag_dataset.json"
+    path.write_text(json.dumps({"examples": [{"query": "Q?", "reference_answer": "A", "reference_contexts": []},
+                                             {"query": "R?", "reference_contexts": ["c"]}]}))
+    with pytest.raises(EvalError, match=r"rag_dataset.json examples\[1\]: \"reference_answer\" must be a non-empty string"):
+        load_eval_file(path)
+    path.write_text('{"examples": [\n  {"query": "Q?",}\n]}')
+    with pytest.raises(EvalError, match=r"rag_dataset.json line 2 column 18: not valid JSON \(Expecting property name"):
+        load_eval_file(path)
+    path.write_text('[{"query": "Q?"}]')
+    with pytest.raises(EvalError, match="must be a LlamaIndex LabelledRagDataset"):
+        load_eval_file(path)
+
+
+def test_shipped_question_sets_meet_the_issue() -> None:
+    questions = load_eval_file(REPO / "eval" / "questions.jsonl")
+    kinds = [c.kind for c in questions.cases]
+    assert questions.kind == "questions" and len(questions.cases) >= 50
+    assert kinds.count("unanswerable") >= 10 and "paraphrase" in kinds
+    conversations = load_eval_file(REPO / "eval" / "conversations.jsonl")
+    assert conversations.kind == "conversations" and len(conversations.conversations) >= 10
+    assert all(len(c) >= 2 for c in conversations.conversations)
+
+
+# --- metrics and gate ------------------------------------------------------------------------------
+
+
+def _row(case: Case, text: str, refused: bool, rank: int | None, latency: float, supported=()) -> Row:
+    answer = _answer(text, refused)
+    passed = refused if not case.answerable else answer_is_correct(answer, case.answers or ())
+    return Row(case, answer, passed, rank, latency, list(supported))
+
+
+def test_metrics_from_rows() -> None:
+    rows = [
+        _row(Case("a", "A?", ("33",)), "33 [1]", False, 1, 10.0, [True]),
+        _row(Case("b", "B?", ("300",)), "3000", False, 3, 20.0, [True, False]),
+        _row(Case("c", "C?", ("x",)), "The documents do not say.", True, None, 30.0),
+        _row(Case("d", "D?", ()), "The documents do not say.", True, None, 40.0),
+        _row(Case("e", "E?", ()), "Paris", False, None, 50.0),
+    ]
+    m = compute_metrics(rows, "questions")
+    assert list(m) == list(METRICS)
+    assert m["answer_accuracy"] == pytest.approx(1 / 3)
+    assert m["refusal_recall"] == 0.5 and m["false_refusals"] == pytest.approx(1 / 3)
+    assert m["turn_accuracy"] is None and m["answer_similarity"] is None and m["token_f1"] is None
+    assert (m["hit_at_1"], m["hit_at_2"], m["hit_at_3"], m["hit_at_5"]) == pytest.approx((1 / 3, 1 / 3, 2 / 3, 2 / 3))
+    assert m["mrr_at_10"] == pytest.approx((1 + 1 / 3) / 3)
+    assert m["citation_support"] == pytest.approx(2 / 3)
+    assert (m["latency_p50_ms"], m["latency_p95_ms"]) == (30.0, 48.0)
+    assert compute_metrics(rows, "conversations")["turn_accuracy"] == 0.4
+
+
+def test_gate_names_metric_value_and_threshold(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text("[questions]\nanswer_accuracy = 0.95\nfalse_refusals = 0.05\nturn_accuracy = 0.9\n")
+    thresholds = load_thresholds(path, "questions")
+    failures, notes = check_gate({"answer_accuracy": 0.9, "false_refusals": 0.0625, "turn_accuracy": None}, thresholds)
+    assert failures == ["answer_accuracy = 0.900 is below its threshold 0.950",
+                        "false_refusals = 0.062 is above its threshold 0.050"]
+    assert notes == ["turn_accuracy does not apply to this file: not gated"]
+    assert check_gate({"answer_accuracy": 0.95, "false_refusals": 0.05}, thresholds) == ([], notes)
+
+    path.write_text("[questions]\nanswer_acuracy = 0.9\n")
+    with pytest.raises(EvalError, match=r"t.toml \[questions\]: unknown metric 'answer_acuracy'; known: answer_accuracy"):
+        load_thresholds(path, "questions")
+    with pytest.raises(EvalError, match=r"has no \[labelled\] section"):
+        load_thresholds(path, "labelled")
+
+
+def test_repo_thresholds_cover_every_file_kind_and_none_is_zero() -> None:
+    for kind in ("questions", "conversations", "labelled"):
+        thresholds = load_thresholds(THRESHOLDS, kind)
+        assert thresholds and all(v > 0 for v in thresholds.values()), kind
+    assert "answer_accuracy" not in load_thresholds(THRESHOLDS, "labelled")  # null for that file
+    assert {"hit_at_2", "hit_at_5", "answer_similarity"} <= set(load_thresholds(THRESHOLDS, "labelled"))
+
+
+# --- the runner on the real index -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_questions_file_against_shipped_index_with_baseline_and_report(tmp_path: Path, shipped_index: Settings) -> None:
+    path = write_lines(tmp_path / "mine.jsonl", [
+        {"id": "agreements", "question": "How many agreements were signed at the conference?", "answers": ["33"], "kind": "fact"},
+        {"id": "france", "question": "What is the capital of France?", "answers": [], "kind": "unanswerable"},
+        {"id": "z1", "question": "Which animal is the mascot of the conference?", "answers": ["zebra"], "kind": "fact"},
+    ])
+    result = evaluation.run_eval(path, shipped_index, index=shipped_index.index_dir, corpus=SHIPPED_CORPUS)
+    data = result.to_json()
+    assert list(data) == [*METRICS, "questions", "baseline"]
+    assert [r["id"] for r in data["questions"]] == ["agreements", "france", "z1"]
+    first, second, third = data["questions"]
+    assert {"id", "question", "query", "answer", "refused", "citations", "passed"} <= set(first)
+    assert first["passed"] and not first["refused"] and first["rank"] is not None and first["citations"]
+    assert second["passed"] and second["refused"] and second["rank"] is None
+    assert not third["passed"] and third["rank"] is None
+    assert result.warnings == ["z1: no chunk of the index contains any accepted answer ['zebra']; check the answer strings"]
+    assert data["answer_accuracy"] == 0.5 and data["refusal_recall"] == 1.0
+    assert data["hit_at_5"] == 0.5 and data["citation_support"] == 1.0
+    assert data["turn_accuracy"] is None and data["answer_similarity"] is None and data["token_f1"] is None
+    base = data["baseline"]
+    assert list(base) == list(METRICS)
+    # Retrieved text is a paragraph dump (over 400 characters) and the baseline never refuses.
+    assert (base["answer_accuracy"], base["refusal_recall"], base["false_refusals"]) == (0.0, 0.0, 0.0)
+    assert base["hit_at_5"] == 0.5 and base["citation_support"] is None
+
+    report = evaluation.write_report(result, tmp_path / "report").read_text()
+    assert "| metric | ours | baseline |" in report
+    assert "| answer_accuracy | 0.500 | 0.000 |" in report
+    assert "| turn_accuracy |" not in report  # null for both: left out
+    assert "![metrics](metrics.png)" in report and "## Failures (1)" in report
+    assert "| z1 | Which animal is the mascot of the conference? | zebra |" in report
+    assert "| france |" not in report  # refused as it must: not a failure
+    png = (tmp_path / "report" / "metrics.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+@pytest.mark.slow
+def test_conversation_turns_share_history(tmp_path: Path, shipped_index: Settings) -> None:
+    path = write_lines(tmp_path / "talk.jsonl", [{"id": "c1", "turns": [
+        {"question": "How many agreements were signed at the March 17 conference?", "answers": ["33"]},
+        {"question": "What was their total investment and trade cooperation value?", "answers": ["18.47 billion"]},
+    ]}])
+    result = evaluation.run_eval(path, shipped_index, index=shipped_index.index_dir, baseline=False)
+    rows = result.to_json()["questions"]
+    assert [r["id"] for r in rows] == ["c1.t1", "c1.t2"]
+    assert rows[1]["query"] != rows[1]["question"]  # the follow-up was rewritten from the history
+    assert result.metrics["turn_accuracy"] == sum(r["passed"] for r in rows) / 2
+    assert result.baseline_metrics is None and result.to_json()["baseline"] is None
+
+
+@pytest.mark.slow
+def test_labelled_dataset_metrics(tmp_path: Path, shipped_index: Settings, embedder) -> None:
+    article = (SHIPPED_CORPUS / "dongguan-hong-kong-cooperation.txt").read_text()
+    paragraph = next(p for p in article.split("\n") if "33 signed agreements" in p)
+    path = tmp_path / "rag_dataset.json"
+    path.write_text(json.dumps({"examples": [
+        {"query": "How many agreements were signed at the conference?",
+         "reference_answer": "33 agreements were signed, worth 18.47 billion RMB.", "reference_contexts": [paragraph]},
+    ]}))
+    result = evaluation.run_eval(path, shipped_index, index=shipped_index.index_dir, corpus=SHIPPED_CORPUS)
+    m, row = result.metrics, result.rows[0]
+    assert row.case.id == "ex1" and row.passed
+    assert m["answer_accuracy"] is None and m["refusal_recall"] is None and m["turn_accuracy"] is None
+    assert m["hit_at_5"] == 1.0 and m["false_refusals"] == 0.0
+    assert m["token_f1"] == pytest.approx(token_f1(evaluation.scoring_text(row.answer.text), row.case.reference_answer))
+    vectors = embedder.embed([evaluation.scoring_text(row.answer.text), row.case.reference_answer])
+    assert m["answer_similarity"] == pytest.approx(float(vectors[0] @ vectors[1]), abs=1e-5)
+    assert 0.5 < m["answer_similarity"] <= 1.0
+    assert result.baseline_metrics["answer_similarity"] is not None and result.baseline_metrics["answer_accuracy"] is None
+
+
+@pytest.mark.slow
+def test_corpus_without_index_builds_a_cached_index_outside_the_repo(tmp_path: Path, embedder) -> None:
+    corpus = write_corpus(tmp_path / "docs", {"a.txt": "The lighthouse was built in 1874 by Jane Okafor."})
+    settings = Settings()
+    first = evaluation.cached_index(settings, corpus, tmp_path / "cache", embedder)
+    assert first.index_dir.parent.parent == tmp_path / "cache"
+    assert first.index_dir.parent.name == evaluation.index_key(corpus, settings)
+    assert (first.index_dir / "CURRENT").is_file()
+    again = evaluation.cached_index(settings, corpus, tmp_path / "cache", embedder)
+    assert again.index_dir == first.index_dir
+    (corpus / "a.txt").write_text("The lighthouse was built in 1875 by Jane Okafor.")
+    changed = evaluation.cached_index(settings, corpus, tmp_path / "cache", embedder)
+    assert changed.index_dir != first.index_dir
+    other = settings.model_copy(update={"chunk_tokens": settings.chunk_tokens - 8})
+    assert evaluation.index_key(corpus, other) != evaluation.index_key(corpus, settings)
+
+
+def test_cli_reports_a_bad_file_and_exits_1(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "a", "question": "Q?", "answers": ["1"]}\n{"id": "b", "question": \n')
+    assert cli.main(["eval", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"error: {path} line 2: not valid JSON" in " ".join(captured.err.split())
+
+
+@pytest.mark.slow
+def test_cli_json_and_gate(tmp_path: Path, shipped_index: Settings, capsys) -> None:
+    path = write_lines(tmp_path / "mine.jsonl", [
+        {"id": "z1", "question": "Which animal is the mascot of the conference?", "answers": ["zebra"], "kind": "fact"},
+        {"id": "r1", "question": "Who wrote the novel Pride and Prejudice?", "answers": [], "kind": "unanswerable"},
+    ])
+    gate = tmp_path / "gate.toml"
+    gate.write_text("[questions]\nanswer_accuracy = 0.5\nrefusal_recall = 1.0\nturn_accuracy = 0.9\n")
+    # In-process (the console entry point itself is run as a child process in test_cli.py): it shares the
+    # warm assistant with the tests above, and capsys sees every Python-level print, llama-index's included.
+    code = cli.main(["eval", str(path), "--index", str(shipped_index.index_dir), "--corpus", str(SHIPPED_CORPUS),
+                     "--json", "--gate", str(gate)])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    data = json.loads(captured.out)  # stdout holds only the JSON object
+    assert list(data) == [*METRICS, "questions", "baseline"]
+    assert data["answer_accuracy"] == 0.0 and data["refusal_recall"] == 1.0 and data["baseline"]["refusal_recall"] == 0.0
+    err = " ".join(captured.err.split())
+    assert f"gate failed: answer_accuracy = 0.000 is below its threshold 0.500 ({gate} [questions])" in err
+    assert err.count("gate failed:") == 1
+    assert "gate: turn_accuracy does not apply to this file: not gated" in err
+    assert "warning: z1: no chunk of the index contains any accepted answer ['zebra']" in err
+    assert f"evaluated 2 questions of {path} in " in err
