@@ -13,24 +13,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 from bm25s.stopwords import STOPWORDS_EN
+from llama_index.core.utils import globals_helper
 
 from rag import store
 from rag.retrieval import Hit, Retriever, Sentence
 from rag.schema import Answer, Citation
+from rag.settings import Settings
 
 REFUSAL = "The documents do not say."
 
 # Words that say what kind of answer is wanted rather than what it is about.
 _QUESTION_WORDS = {
     "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many", "much", "long", "tell",
-    "me", "about", "name", "named", "kind", "type", "according", "article", "document", "documents", "text",
+    "me", "name", "named", "kind", "type", "according", "article", "document", "documents", "text",
     "say", "says", "said", "mention", "mentioned", "give", "describe", "explain", "list", "also", "ago",
     "around", "approximately", "roughly", "exactly", "total", "number", "amount", "date", "year", "time",
-    "day", "month", "did", "does", "do", "is", "are", "was", "were", "has", "have", "had", "can", "could",
-    "would", "should", "will", "its", "it", "they", "them", "their", "there", "this", "that", "these", "those",
+    "day", "month", "would", "could", "get", "got", "us", "one", "ones", "thing", "things",
+    # prepositions and connectives nltk's list lacks
+    "beyond", "besides", "apart", "except", "within", "among", "amongst", "per", "via", "toward", "towards",
+    "upon", "onto", "across", "along", "behind", "despite", "regarding", "concerning", "including", "like",
+    "unlike", "whether", "either", "neither", "yet", "still", "already", "ever", "even", "else",
+    "big", "large", "high", "old", "far", "thanks",
 }
-STOPWORDS = set(STOPWORDS_EN) | _QUESTION_WORDS
+# nltk's English list, bundled with llama-index (bm25s' own list is too short for judging questions).
+STOPWORDS = set(globals_helper.stopwords) | set(STOPWORDS_EN) | _QUESTION_WORDS
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 _NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a few|several|a couple of)"
@@ -56,20 +65,20 @@ _PATTERNS: dict[str, re.Pattern] = {
     ),
 }
 
+_MEASURES = (r"(?:area|population|size|gdp|revenue|revenues|turnover|price|cost|budget|height|length|weight|"
+             r"capacity|value|salary|rate|percentage|share|volume|output|worth|sum|amount|number|count|total)")
 _TYPE_RULES: list[tuple[str, re.Pattern]] = [
     ("duration", re.compile(r"\bhow long\b|\bhow much time\b|\bhow many (hours|days|minutes|weeks|months|years)\b")),
     ("date", re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|month|day)\b|\bsince when\b")),
-    ("number", re.compile(r"\bhow (many|much|big|large|high|old)\b|\b(number|percentage|share|amount|size|value) of\b"
-                          r"|\bwhat (percentage|amount|number|value|sum|size)\b|\bworth\b")),
-    ("name", re.compile(r"^\s*(who|whom|whose)\b|\bwhich (company|companies|university|universities|organi[sz]ations?"
-                        r"|institutions?|person|firm|group|agency|council|body|brand|team|city|country|zone|area"
-                        r"|district|place|region|park|plan|initiative|programme|program|fund|series|product)\b"
-                        r"|\bwhere\b|\bwhat is the name\b|\bin (which|what) (city|country|place)\b")),
+    ("number", re.compile(rf"\bhow (many|much|big|large|high|old|far)\b|\b(what|which) (is|was|are|were) the "
+                          rf"(\w+ )?{_MEASURES}\b|\bwhat {_MEASURES}\b|\b{_MEASURES} of\b")),
+    ("person", re.compile(r"^\s*(who|whom|whose)\b")),
+    ("name", re.compile(r"^\s*(which|where)\b|\b(which|where)\b|\bwhat is the name\b")),
 ]
 
 
 def answer_type(question: str) -> str | None:
-    """What kind of short answer the question wants: number, date, duration, name, or None (a sentence)."""
+    """What kind of short answer the question wants: duration, date, number, person, name, or None."""
     lowered = question.lower()
     for kind, rule in _TYPE_RULES:
         if rule.search(lowered):
@@ -89,6 +98,8 @@ class Evidence:
     sentence: Sentence
     support: float  # weighted share of question terms this sentence covers
     similarity: float  # cosine of sentence and query embeddings
+    credit: dict[str, float]  # question term stem -> how well this sentence covers it (0..1)
+    names_present: bool  # every name the question mentions is in this sentence or the one before
     short_answer: str | None = None
 
     @property
@@ -105,15 +116,20 @@ def _stem(words: list[str]) -> list[str]:
 
 
 class ExtractiveAnswerer:
-    """Answers from the evidence sentences only. `min_support` is the refusal threshold."""
+    """Answers from the evidence sentences only; refuses when no sentence supports the question."""
 
-    synonym_threshold = 0.62  # word-embedding cosine at which a corpus word stands for a question word
+    # Word-embedding cosine between a question word and a sentence word: below the floor they are
+    # unrelated, above the ceiling they stand for each other; in between they count in proportion.
+    synonym_floor = 0.4
+    synonym_ceiling = 0.75
+    support_margin = 0.35  # how far below the best sentence's support a typed answer may still be taken
+    counted_similarity = 0.5  # word cosine at which "deals" counts as the "agreements" after a number
+    inherited_weight = 0.3  # weight of a word a follow-up's query inherited from earlier turns
+    focus_credit = 0.6  # least credit of the focus word (see focus_words) in a sentence giving a typed answer
 
-    def __init__(self, retriever: Retriever, min_support: float, max_citations: int, max_answer_chars: int) -> None:
+    def __init__(self, retriever: Retriever, settings: Settings) -> None:
         self.retriever = retriever
-        self.min_support = min_support
-        self.max_citations = max_citations
-        self.max_answer_chars = max_answer_chars
+        self.settings = settings
 
     def question_terms(self, question: str) -> list[Term]:
         words = list(dict.fromkeys(content_words(question)))
@@ -130,60 +146,157 @@ class ExtractiveAnswerer:
         sentences = self.retriever.sentences(hits)
         if not sentences:
             return []
-        terms = self.question_terms(query)
+        terms = self.question_terms(question)
+        own = {t.stem for t in terms}
+        # Words a follow-up inherited from the conversation count, but less than its own words.
+        terms += [Term(t.word, t.stem, t.weight * self.inherited_weight)
+                  for t in self.question_terms(query) if t.stem not in own]
+        names = {n for n in _stem(names_in(query)) if not self.retriever.is_common(n)}
         vectors = self.retriever.embed_texts([query] + [s.text for s in sentences])
         similarities = vectors[1:] @ vectors[0]
-        evidence = [
-            Evidence(s, self._support(terms, s.text), float(sim)) for s, sim in zip(sentences, similarities)
-        ]
+        evidence = []
+        for sentence, similarity in zip(sentences, similarities):
+            support, credit = self._support(terms, sentence.text)
+            context = set(_stem(_WORD.findall(f"{sentence.previous} {sentence.text}".lower())))
+            evidence.append(Evidence(sentence, support, float(similarity), credit, names <= context))
         evidence.sort(key=lambda e: -e.score)
         return evidence
 
-    def _support(self, terms: list[Term], text: str) -> float:
-        """IDF-weighted share of question terms found in `text`, literally or as a close synonym."""
-        if not terms:
-            return 0.0
+    def _support(self, terms: list[Term], text: str) -> tuple[float, dict[str, float]]:
+        """IDF-weighted share of question terms found in `text`, literally or as a near synonym, and
+        each term's credit."""
+        total = sum(t.weight for t in terms)
+        if not total:
+            return 0.0, {}
         words = list(dict.fromkeys(content_words(text)))
         stems = set(_stem(words))
-        missing = [t for t in terms if t.stem not in stems]
-        covered = {t.stem: 1.0 for t in terms if t.stem in stems}
+        credit = {t.stem: 1.0 for t in terms if t.stem in stems}
+        # Numbers match only literally: "8,102" is no synonym of "population".
+        missing = [t for t in terms if t.stem not in stems and t.word.isalpha()]
+        words = [w for w in words if w.isalpha()]
         if missing and words:
             vectors = self.retriever.embed_texts([t.word for t in missing] + words)
-            best = (vectors[len(missing):] @ vectors[: len(missing)].T).max(axis=0)
+            best = (vectors[len(missing) :] @ vectors[: len(missing)].T).max(axis=0)
+            span = self.synonym_ceiling - self.synonym_floor
             for term, sim in zip(missing, best):
-                if sim >= self.synonym_threshold:
-                    covered[term.stem] = float(sim)
-        total = sum(t.weight for t in terms)
-        return sum(t.weight * covered.get(t.stem, 0.0) for t in terms) / total if total else 0.0
+                credit[term.stem] = float(np.clip((sim - self.synonym_floor) / span, 0.0, 1.0))
+        return sum(t.weight * credit.get(t.stem, 0.0) for t in terms) / total, credit
+
+    def supports(self, evidence: Evidence) -> bool:
+        return (
+            evidence.names_present
+            and evidence.support >= self.settings.min_support
+            and evidence.similarity >= self.settings.min_similarity
+        )
+
+    def covers_focus(self, evidence: Evidence, focus: list[str]) -> bool:
+        """Whether the sentence speaks of what is asked ("population" in "What is the population of X?",
+        "founded" in "When was X founded?"): literally or as a near synonym. No focus word, no constraint."""
+        if not focus:
+            return True
+        stems = _stem(focus)
+        return max(evidence.credit.get(stem, 0.0) for stem in stems) >= self.focus_credit
 
     def answer(self, question: str, query: str, hits: list[Hit]) -> Answer:
         evidence = self.rank_evidence(question, query, hits)
         kind = answer_type(question)
-        chosen: Evidence | None = None
-        for item in evidence:
-            if item.support < self.min_support:
-                continue
-            if kind is None:
-                chosen = item
-                break
-            short = find_short_answer(kind, item.sentence.text, question)
-            if short:
-                item.short_answer = short
-                chosen = item
-                break
+        chosen = self._choose(evidence, kind, question)
         if chosen is None:
-            closest = evidence[: self.max_citations]
+            closest = evidence[: self.settings.max_citations]
             return Answer(
                 text=f"{REFUSAL} The closest passages are listed below, but none of them answers the question.",
                 citations=[_citation(e) for e in closest],
                 refused=True,
                 query=query,
             )
-        quote = _fit_quote(chosen.sentence.text, chosen.short_answer, self.max_answer_chars - 40)
+        quote = _fit_quote(chosen.sentence.text, chosen.short_answer, self.settings.max_answer_chars - 40)
         lead = f"{chosen.short_answer} — " if chosen.short_answer else ""
-        text = f'{lead}"{quote}" [1]'
-        return Answer(text=text, citations=[_citation(chosen, quote)], refused=False, query=query,
-                      short_answer=chosen.short_answer)
+        return Answer(
+            text=f'{lead}"{quote}" [1]',
+            citations=[_citation(chosen, quote)],
+            refused=False,
+            query=query,
+            short_answer=chosen.short_answer,
+        )
+
+    def _choose(self, evidence: list[Evidence], kind: str | None, question: str) -> Evidence | None:
+        """The best supporting sentence that holds the kind of answer asked for (any, for open questions).
+
+        Only sentences about as supportive as the best one are searched for a typed answer: a date in a
+        weaker sentence is usually the date of something else.
+        """
+        supporting = [e for e in evidence if self.supports(e)]
+        if not supporting:
+            return None
+        if kind is None:
+            return supporting[0]
+        if kind == "name":  # "which ...": the best sentence answers, led by a name when it holds one
+            best = supporting[0]
+            best.short_answer = find_short_answer(kind, best.sentence.text, question)
+            return best
+        floor = max(e.support for e in supporting) - self.support_margin
+        counted = counted_words(question) if kind == "number" else []
+        focus = focus_words(question)
+        for item in (e for e in supporting if e.support >= floor and self.covers_focus(e, focus)):
+            found = candidates(kind, item.sentence.text, question)
+            if counted:
+                found = [c for c in found if self._counts(counted, item.sentence.text[c[1] :])]
+            item.short_answer = nearest_to_question(found, item.sentence.text, question)
+            if item.short_answer:
+                return item
+        return None
+
+    def _counts(self, counted: list[str], after: str) -> bool:
+        """Whether the words right after a number name what "how many ..." asks to count."""
+        following = content_words(after)[:4]
+        if not following:
+            return False
+        if set(_stem(counted)) & set(_stem(following)):
+            return True
+        vectors = self.retriever.embed_texts(counted + following)
+        return float((vectors[: len(counted)] @ vectors[len(counted) :].T).max()) >= self.counted_similarity
+
+
+def names_in(question: str) -> list[str]:
+    """Capitalised words after the first ("OPPO", "Hong", "Kong"): names a sentence must mention to be
+    about the same thing. Paraphrase does not reach names, so they are matched literally."""
+    tokens = re.findall(r"[A-Za-z][\w'’-]*", question)[1:]
+    words = []
+    for token in tokens:
+        token = re.sub(r"['’]s$", "", token)
+        if token[0].isupper() and token.lower() not in STOPWORDS:
+            words += [w for w in _WORD.findall(token.lower()) if w not in STOPWORDS]
+    return words
+
+
+_FOCUS_PATTERNS = [
+    re.compile(r"\b(?:what|which|who) (?:is|was|are|were) the ([a-z][\w-]*) (?:of|in|at|for|behind)\b"),  # the population of
+    re.compile(r"^\s*who (?!is\b|was\b|are\b|were\b)([a-z]{3,})\b"),  # who organised X
+]
+
+
+_GENERIC_MEASURES = {"size", "value", "amount", "number", "total", "name", "sum", "figure", "level", "scale"}
+
+
+def focus_words(question: str) -> list[str]:
+    """The word naming what a number, date or person question asks about, when the wording shows it."""
+    lowered = question.lower()
+    for pattern in _FOCUS_PATTERNS:
+        match = pattern.search(lowered)
+        if match and match.group(1) not in STOPWORDS and match.group(1) not in _GENERIC_MEASURES:
+            return [match.group(1)]
+    return []
+
+
+def counted_words(question: str) -> list[str]:
+    """The noun phrase after "how many": "How many Hong Kong-invested enterprises has..." -> its words."""
+    match = re.search(r"\bhow many\s+(.+)", question.lower())
+    words: list[str] = []
+    for word in _WORD.findall(match.group(1)) if match else []:
+        if word in STOPWORDS:
+            break
+        words.append(word)
+    return words[:4]
 
 
 def _citation(evidence: Evidence, quote: str | None = None) -> Citation:
@@ -202,38 +315,58 @@ def _citation(evidence: Evidence, quote: str | None = None) -> Citation:
     )
 
 
+_NOT_NAMES = re.compile(rf"^(?:{_MONTH}|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)$")
+_LEADING_FILLER = re.compile(
+    r"^(?:The|A|An|This|That|These|Those|Its|Their|In|On|At|By|For|With|From|Since|Similarly|Moreover|Meanwhile|"
+    r"However|Also|And|But|Now|Today|Thanks)\s+"
+)
+
+
+Candidate = tuple[int, int, str]  # start, end, text in the sentence
+
+
 def find_short_answer(kind: str, sentence: str, question: str) -> str | None:
     """The candidate of the wanted kind nearest to the question's words in the sentence, not one the
     question already contains."""
+    return nearest_to_question(candidates(kind, sentence, question), sentence, question)
+
+
+def candidates(kind: str, sentence: str, question: str) -> list[Candidate]:
+    """Every span of the wanted kind in the sentence that the question does not already contain."""
     question_lower = question.lower()
-    spans = [(m.start(), m.end()) for m in _PATTERNS[kind].finditer(sentence)]
+    pattern = _PATTERNS["name" if kind in ("person", "name") else kind]
+    spans = [(m.start(), m.end()) for m in pattern.finditer(sentence)]
     if kind == "number":
         # A number inside a date ("March 17") or a duration is not a count.
         taken = [(m.start(), m.end()) for k in ("date", "duration") for m in _PATTERNS[k].finditer(sentence)]
         spans = [s for s in spans if not any(a <= s[0] < b for a, b in taken)]
-    candidates = []
+    found: list[Candidate] = []
     for start, end in spans:
         text = sentence[start:end].strip()
-        if kind == "name":
-            text = re.sub(r"^(The|A|An|This|That|These|Its|In|On|At|By|For|With|Since|Similarly|Moreover|Meanwhile)\s+",
-                          "", text)
-            if not text or text.lower() in STOPWORDS or len(text) < 2:
+        if kind in ("person", "name"):
+            text = _LEADING_FILLER.sub("", text)
+            text = re.sub(r"['’]s$", "", text)
+            if len(text) < 2 or text.lower() in STOPWORDS or _NOT_NAMES.match(text):
                 continue
         if text.lower() in question_lower:
             continue
-        candidates.append((start, end, text))
-    if not candidates:
+        found.append((start, end, text))
+    return found
+
+
+def nearest_to_question(found: list[Candidate], sentence: str, question: str) -> str | None:
+    if not found:
         return None
     q_stems = set(_stem(content_words(question)))
     positions = [m.start() for m in _WORD.finditer(sentence) if _stem([m.group().lower()])[0] in q_stems]
 
-    def distance(candidate: tuple[int, int, str]) -> float:
+    def distance(candidate: Candidate) -> float:
         start, end, _ = candidate
         if not positions:
             return start
-        return min(abs(p - start) if p < start else abs(p - end) for p in positions)
+        return min(start - p if p < start else max(p - end, 0) for p in positions)
 
-    return min(candidates, key=distance)[2]
+    return min(found, key=distance)[2]
 
 
 def _fit_quote(sentence: str, short_answer: str | None, limit: int) -> str:

@@ -47,18 +47,29 @@ def topic_of(text: str) -> str:
 
 
 def condense(question: str, history: Sequence[Message] | None) -> str:
-    """Rewrite a follow-up into a standalone query without a model: append the previous query's topic.
+    """Rewrite a follow-up into a standalone query without a model: append the conversation's topic.
 
     "When did it open?" after "Tell me about the City University of Hong Kong (Dongguan)" becomes
     "When did it open? (City University Hong Kong (Dongguan))". Retrieval then finds the right passage;
     the answer type still comes from the question itself.
     """
     question = question.strip()
-    previous = last_query(history)
-    if not previous or not is_follow_up(question):
+    if not is_follow_up(question):
         return question
-    topic = topic_of(previous)
+    topic = conversation_topic(history)
     return f"{question} ({topic})" if topic else question
+
+
+def conversation_topic(history: Sequence[Message] | None) -> str:
+    """The last answer's short answer ("OPPO": what "its" most likely means) and the words of the latest
+    question that stood on its own (follow-ups inherit it, so topics do not nest)."""
+    users = [m for m in history or [] if m.get("role") == "user"]
+    if not users:
+        return ""
+    anchor = next((m for m in reversed(users) if not is_follow_up(m.get("content", ""))), users[-1])
+    last = history[-1] if history and history[-1].get("role") == "assistant" else {}
+    short = (last.get("answer") or {}).get("short_answer") or ""
+    return " ".join(part for part in (short, topic_of(anchor.get("content", ""))) if part)
 
 
 def last_query(history: Sequence[Message] | None) -> str | None:
@@ -126,9 +137,7 @@ class Assistant:
         t0 = time.perf_counter()
         hits = retriever.search(query, k=self.settings.evidence_chunks)
         t1 = time.perf_counter()
-        answerer = ExtractiveAnswerer(
-            retriever, self.settings.min_support, self.settings.max_citations, self.settings.max_answer_chars
-        )
+        answerer = ExtractiveAnswerer(retriever, self.settings)
         answer = answerer.answer(question, query, hits)
         t2 = time.perf_counter()
         answer.timings_ms = {

@@ -39,6 +39,7 @@ class Sentence:
     text: str
     start: int
     end: int
+    previous: str = ""  # the sentence before it in the chunk: where "it" in this one is usually named
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -90,6 +91,11 @@ class Retriever:
         df, n = self.document_frequency
         return math.log(1 + (n - df.get(term, 0) + 0.5) / (df.get(term, 0) + 0.5))
 
+    def is_common(self, term: str) -> bool:
+        """A stemmed term in most chunks: the corpus's own subject ("dongguan" in a corpus about it)."""
+        df, n = self.document_frequency
+        return df.get(term, 0) > n / 2
+
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         k = k or self.settings.candidates
         snapshot = self.snapshot
@@ -127,12 +133,14 @@ class Retriever:
         result: list[Sentence] = []
         for hit in hits:
             chunk = hit.chunk
+            previous = ""
             for start, end in split_sentences(chunk.text):
                 key = (chunk.source, chunk.page, chunk.start + start)
-                if key in seen:
-                    continue
-                seen.add(key)
-                result.append(Sentence(hit, chunk.text[start:end], chunk.start + start, chunk.start + end))
+                text = chunk.text[start:end]
+                if key not in seen:
+                    seen.add(key)
+                    result.append(Sentence(hit, text, chunk.start + start, chunk.start + end, previous))
+                previous = text
         return result
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:

@@ -38,16 +38,22 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
-    evidence_chunks: int = Field(4, ge=1, le=50, description="Top fused chunks searched for evidence sentences.")
+    evidence_chunks: int = Field(6, ge=1, le=50, description="Top fused chunks searched for evidence sentences.")
     max_citations: int = Field(3, ge=1, le=20, description="Most passages cited in one answer.")
 
     # Answering.
     min_support: float = Field(
-        0.5,
+        0.2,
         ge=0,
         le=1,
-        description="Refusal threshold: share of the question's informative terms the best evidence must "
-        "support (word match or close synonym). Below it the assistant says the documents do not answer.",
+        description="Refusal threshold: share of the question's informative words (weighted by rarity) an "
+        "evidence sentence must contain, literally or as a near synonym. Below it the assistant refuses.",
+    )
+    min_similarity: float = Field(
+        0.25,
+        ge=-1,
+        le=1,
+        description="Refusal threshold: least cosine similarity between the question and an evidence sentence.",
     )
     max_answer_chars: int = Field(400, ge=80, description="Answers longer than this are trimmed to their evidence.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are rejected with a message.")
@@ -60,6 +66,20 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
     llm_max_tokens: int = Field(256, ge=16, description="Most tokens the LLM may write per answer.")
     llm_timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for the LLM server.")
+    verify_min_overlap: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="LLM answers: a sentence is supported when at least this share of its content words "
+        "(stemmed) occurs in the passages it cites, or when verify_min_cosine holds.",
+    )
+    verify_min_cosine: float = Field(
+        0.7,
+        ge=-1,
+        le=1,
+        description="LLM answers: a sentence is also supported when its embedding cosine with some sentence "
+        "of a cited passage reaches this. Unsupported sentences are left out of the answer and flagged.",
+    )
 
     # Web app.
     host: str = Field("127.0.0.1", description="Address the web app binds to.")

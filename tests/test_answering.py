@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.answer import REFUSAL, answer_type, find_short_answer
+from rag.answer import REFUSAL, answer_type, counted_words, find_short_answer, focus_words, names_in
 from rag.chat import Assistant
 from rag.settings import Settings
 
@@ -55,10 +55,45 @@ def test_answer_types_and_short_answers() -> None:
     assert answer_type("How many agreements were signed?") == "number"
     assert answer_type("When was the park launched?") == "date"
     assert answer_type("How long does it take?") == "duration"
-    assert answer_type("Who developed the coating?") == "name"
+    assert answer_type("Who developed the coating?") == "person"
+    assert answer_type("Which university did OPPO partner with?") == "name"
+    assert answer_type("What is the population of Dongguan?") == "number"
     assert answer_type("What model did they follow?") is None
     sentence = "The park, launched in April 2023, cut the time from factory to cabin to just 15 hours."
     assert find_short_answer("date", sentence, "When was the park launched?") == "April 2023"
     assert find_short_answer("duration", sentence, "How long from factory to cabin?") == "15 hours"
     # Decimals and thousands separators stay whole; a number inside a date is not a count.
     assert find_short_answer("number", "On March 17 it had 3.28 million and 8,102 firms.", "How many firms?") == "8,102"
+
+
+def test_what_a_question_asks_about() -> None:
+    assert counted_words("How many Hong Kong-invested enterprises has Dongguan attracted?") == [
+        "hong", "kong", "invested", "enterprises"]
+    assert counted_words("How many agreements were signed?") == ["agreements"]
+    assert focus_words("What is the population of Dongguan?") == ["population"]
+    assert focus_words("Who organised the conference?") == ["organised"]
+    assert focus_words("What is the size of the fund?") == []  # too generic to demand
+    assert names_in("When was the Hong Kong Productivity Council founded?") == ["hong", "kong", "productivity", "council"]
+    assert names_in("What is the GDP of Hong Kong?") == ["gdp", "hong", "kong"]
+
+
+def test_refusals_on_the_shipped_article(shipped_index: Settings, embedder) -> None:
+    """Near misses: each retrieves a confident passage that does not say what is asked."""
+    assistant = Assistant(shipped_index, embedder)
+    for question in (
+        "What is the GDP of Hong Kong?",  # a name the passages never mention
+        "When was the Hong Kong Productivity Council founded?",  # the 1978 date belongs to something else
+        "How many students are enrolled at the City University of Hong Kong (Dongguan)?",  # no count of students
+        "Who organised the Dongguan-Hong Kong Industrial Cooperation Exchange Conference?",  # nobody organises
+        "What is the capital of France?",
+    ):
+        answer = assistant.ask(question)
+        assert answer.refused, (question, answer.text)
+
+
+def test_paraphrases_and_counted_nouns_on_the_shipped_article(shipped_index: Settings, embedder) -> None:
+    assistant = Assistant(shipped_index, embedder)
+    assert assistant.ask("How many deals were inked at the event?").short_answer == "33"
+    assert assistant.ask("Around how many representatives attended the conference?").short_answer == "300"
+    assert assistant.ask("How long does it take goods to go from a factory to a plane?").short_answer == "15 hours"
+    assert assistant.ask("When was the Airport Logistics Park launched?").short_answer == "April 2023"
