@@ -12,7 +12,8 @@ import html
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -20,7 +21,7 @@ import pandas as pd
 
 from rag import store
 from rag.embedding import Embedder, load_embedder
-from rag.ingest import IngestError, check, ingest
+from rag.ingest import IngestError, IngestReport, check, ingest
 from rag.settings import Settings
 from rag.uploads import REPLACE_LABEL, UploadOutcome, UploadRejected, corpus_files, delete_document, store_uploads
 
@@ -33,20 +34,38 @@ SKIPPED_COLUMNS = ["File", "Reason"]
 class Reindexer:
     """Runs ingest for the app one at a time (the tab and the corpus watcher share it).
 
-    ingest's lock file guards against other processes; this lock orders the threads of this one. The
-    embedder is the chat's when it has one, else loaded once here, so a re-index does not reload the model.
+    ingest's lock file guards against other processes; this lock orders the threads of this one, and an
+    upload or delete holds it from the first file written to the end of its re-index, so the watcher's
+    re-index (on_change=`update`) runs before or after it, never splitting it. The embedder is the
+    chat's when it has one, else loaded once here, so a re-index does not reload the model.
     """
 
     def __init__(self, settings: Settings, embedder: Callable[[], Embedder | None] = lambda: None) -> None:
         self.settings = settings
         self._embedder_source = embedder
         self._embedder: Embedder | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._owner: int | None = None  # thread holding the lock
         self.last_message: str | None = None
 
     @property
     def busy(self) -> bool:
-        return self._lock.locked()
+        """Another thread of this app is re-indexing (or writing uploads before its re-index)."""
+        owner = self._owner
+        return owner is not None and owner != threading.get_ident()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            self._owner = threading.get_ident()
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = None
 
     def embedder(self) -> Embedder:
         shared = self._embedder_source()
@@ -56,18 +75,22 @@ class Reindexer:
             self._embedder = load_embedder(self.settings.embed_model)
         return self._embedder
 
-    def run(self, *, rebuild: bool = False, progress: Callable[[float, str], None] | None = None) -> str:
-        """Bring the index in line with corpus/; returns the summary or the reason it could not."""
+    def update(self, *, rebuild: bool = False, progress: Callable[[float, str], None] | None = None) -> IngestReport:
+        """One ingest, after any other of this app; raises IngestError (the watcher retries a busy lock)."""
         if progress and self.busy:
             progress(0.0, "waiting for the re-index in progress")
-        with self._lock:
-            try:
-                report = ingest(self.settings, rebuild=rebuild, embedder=self.embedder(), progress=progress)
-            except IngestError as err:
-                self.last_message = f"Re-index failed: {err}"
-            else:
-                skipped = f"; skipped {', '.join(s.path for s in report.skipped)}" if report.skipped else ""
-                self.last_message = f"Index {report.version}: {report.summary()}{skipped}"
+        with self.hold():
+            return ingest(self.settings, rebuild=rebuild, embedder=self.embedder(), progress=progress)
+
+    def run(self, *, rebuild: bool = False, progress: Callable[[float, str], None] | None = None) -> str:
+        """`update` for a person: the summary, or why the index could not be brought up to date."""
+        try:
+            report = self.update(rebuild=rebuild, progress=progress)
+        except IngestError as err:
+            self.last_message = f"Re-index failed: {err}"
+        else:
+            skipped = f"; skipped {', '.join(s.path for s in report.skipped)}" if report.skipped else ""
+            self.last_message = f"Index {report.version}: {report.summary()}{skipped}"
         log.info("%s", self.last_message)
         return self.last_message
 
@@ -158,10 +181,11 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
     def on_upload(paths: list[str] | None, replace: bool, progress=gr.Progress()):
         if not paths:
             return ("Choose one or more files first.", None, *refresh())
-        outcomes = store_uploads(settings, paths, replace=replace)
-        message = outcomes_markdown(outcomes)
-        if any(o.status in ("added", "replaced") for o in outcomes):
-            message += "\n\n" + html.escape(reindex_with(progress))
+        with reindexer.hold():
+            outcomes = store_uploads(settings, paths, replace=replace)
+            message = outcomes_markdown(outcomes)
+            if any(o.status in ("added", "replaced") for o in outcomes):
+                message += "\n\n" + html.escape(reindex_with(progress))
         return (message, None, *refresh())
 
     def on_delete_ask(doc_id: str | None):
@@ -172,11 +196,13 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
         return "", gr.update(visible=True), question, doc_id
 
     def on_delete_confirm(doc_id: str | None, progress=gr.Progress()):
-        try:
-            message = html.escape(delete_document(settings, doc_id or ""))
-        except UploadRejected as err:
-            return (html.escape(str(err)), gr.update(visible=False), *refresh())
-        message += "\n\n" + html.escape(reindex_with(progress))
+        with reindexer.hold():
+            try:
+                message = html.escape(delete_document(settings, doc_id or ""))
+            except UploadRejected as err:
+                message = html.escape(str(err))
+            else:
+                message += "\n\n" + html.escape(reindex_with(progress))
         return (message, gr.update(visible=False), *refresh())
 
     def on_reindex(progress=gr.Progress()):
