@@ -124,6 +124,7 @@ class ExtractiveAnswerer:
     synonym_ceiling = 0.75
     support_margin = 0.35  # how far below the best sentence's support a typed answer may still be taken
     counted_similarity = 0.5  # word cosine at which "deals" counts as the "agreements" after a number
+    synonym_sentences = 12  # sentences, best first, searched for synonyms of the question's words
     inherited_weight = 0.3  # weight of a word a follow-up's query inherited from earlier turns
     focus_credit = 0.6  # least credit of the focus word (see focus_words) in a sentence giving a typed answer
 
@@ -156,13 +157,17 @@ class ExtractiveAnswerer:
         similarities = vectors[1:] @ vectors[0]
         evidence = []
         for sentence, similarity in zip(sentences, similarities):
-            support, credit = self._support(terms, sentence.text)
+            support, credit = self._support(terms, sentence.text, synonyms=False)
             context = set(_stem(_WORD.findall(f"{sentence.previous} {sentence.text}".lower())))
             evidence.append(Evidence(sentence, support, float(similarity), credit, names <= context))
+        # Synonyms cost a word embedding each: look for them only in the likeliest sentences.
+        evidence.sort(key=lambda e: -e.score)
+        for item in evidence[: self.synonym_sentences]:
+            item.support, item.credit = self._support(terms, item.sentence.text, synonyms=True)
         evidence.sort(key=lambda e: -e.score)
         return evidence
 
-    def _support(self, terms: list[Term], text: str) -> tuple[float, dict[str, float]]:
+    def _support(self, terms: list[Term], text: str, synonyms: bool) -> tuple[float, dict[str, float]]:
         """IDF-weighted share of question terms found in `text`, literally or as a near synonym, and
         each term's credit."""
         total = sum(t.weight for t in terms)
@@ -174,7 +179,7 @@ class ExtractiveAnswerer:
         # Numbers match only literally: "8,102" is no synonym of "population".
         missing = [t for t in terms if t.stem not in stems and t.word.isalpha()]
         words = [w for w in words if w.isalpha()]
-        if missing and words:
+        if synonyms and missing and words:
             vectors = self.retriever.embed_texts([t.word for t in missing] + words)
             best = (vectors[len(missing) :] @ vectors[: len(missing)].T).max(axis=0)
             span = self.synonym_ceiling - self.synonym_floor
