@@ -105,13 +105,24 @@ class Assistant:
         return self._snapshot
 
     def _refresh(self) -> Retriever:
-        """Switch to the live index version if it changed since the last question."""
-        with self._lock:
-            live = store.current_version(self.settings.index_dir)
-            if self._snapshot is None or (live is not None and live != self._snapshot.version):
+        """Switch to the live index version if it changed since the last question.
+
+        Never waits on a rebuild or a slow load: while one thread loads the new version, the others go on
+        answering from the snapshot they have, and a question in flight keeps its snapshot to the end.
+        """
+        current = self._retriever
+        live = store.current_version(self.settings.index_dir)
+        if current is not None and (live is None or live == current.snapshot.version):
+            return current
+        if not self._lock.acquire(blocking=current is None):
+            return current  # another thread is loading the new version
+        try:
+            if self._retriever is current:  # nobody switched while we waited for the lock
                 self._install(store.load(self.settings.index_dir, self.settings.index_signature()))
             assert self._retriever is not None
             return self._retriever
+        finally:
+            self._lock.release()
 
     def _install(self, snapshot: store.IndexSnapshot) -> None:
         store.check_signature(snapshot.manifest, self.settings.index_signature(), self.embedder.dimension)
@@ -145,4 +156,5 @@ class Assistant:
             "answer": (t2 - t1) * 1000,
             "total": (t2 - started) * 1000,
         }
+        answer.index_version = retriever.snapshot.version
         return answer

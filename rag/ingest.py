@@ -1,16 +1,24 @@
 """The only writer of index/: diff the corpus against the manifest and embed only what changed.
 
-New and changed files are parsed, chunked and embedded; unchanged files keep their chunks and vectors;
-a file renamed with identical bytes keeps its vectors under its new name; deleted files drop out.
-The result is written as a new version and published atomically (see store.py).
+`plan` compares corpus/ with the manifest by content hash. Unchanged files keep their chunks and
+vectors (copied out of the live FAISS index); a file renamed, or copied, with identical bytes reuses
+the vectors of the identical indexed file; new and changed files are parsed, chunked and embedded
+(identical new files once); deleted files drop out. The result is written as a new version and
+published atomically (see store.py), so readers never see a half-built index.
+
+One writer at a time: `writer_lock` holds an flock on index/ingest.lock, which names the owner's pid.
+The kernel drops the flock when its owner dies, even by `kill -9`, so a lock file left behind is stale
+by definition and the next writer takes it over (with a warning); pid reuse cannot fake an owner.
+A second writer fails at once with "another ingest (pid N) ..." unless asked to wait for the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +42,14 @@ class IngestError(Exception):
     """Nothing could be indexed, or another writer holds the lock; the message says what to do."""
 
 
+class LockBusy(IngestError):
+    """Another live process (or thread) is writing the index."""
+
+    def __init__(self, message: str, owner: int | None) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
 @dataclass
 class IngestReport:
     added: list[str] = field(default_factory=list)
@@ -45,77 +61,141 @@ class IngestReport:
     embedded_chunks: int = 0
     seconds: float = 0.0
     version: str | None = None
+    published: bool = False  # a new version was written and made live
     rebuilt: str | None = None  # why everything was re-embedded, if it was
+    cleaned: list[str] = field(default_factory=list)  # leftovers of crashed writers that were deleted
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed or self.renamed)
 
     def summary(self) -> str:
-        text = (
+        """"added 2, updated 1, removed 1, unchanged 40 in 0.4 s (renamed 0, skipped 0, 5 chunks embedded)"."""
+        return (
             f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
-            f"renamed {len(self.renamed)}, unchanged {len(self.unchanged)}, skipped {len(self.skipped)} "
-            f"in {self.seconds:.1f} s ({self.embedded_chunks} chunks embedded)"
+            f"unchanged {len(self.unchanged)} in {self.seconds:.1f} s "
+            f"(renamed {len(self.renamed)}, skipped {len(self.skipped)}, {self.embedded_chunks} chunks embedded)"
         )
-        return text
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
 
 
 @contextmanager
-def writer_lock(index_dir: Path):
-    """One writer at a time: an O_EXCL lock file holding the owner's pid; a dead owner's lock is taken over."""
+def writer_lock(index_dir: Path, wait: float = 0.0) -> Iterator[int | None]:
+    """Hold index/ingest.lock; yield the pid of a dead owner whose lock was taken over, if any.
+
+    Raises LockBusy naming the owner's pid when another process or thread holds it for `wait` seconds.
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / LOCK
-    for _ in range(2):
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                owner = 0
-            if owner and _pid_alive(owner) and owner != os.getpid():
-                raise IngestError(
-                    f"another ingest (pid {owner}) is writing {index_dir}: wait for it to finish "
-                    f"(or, if no ingest is running, delete {path})"
-                ) from None
-            log.warning("taking over stale ingest lock %s left by pid %s, which is no longer running", path, owner)
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:
-        raise IngestError(f"could not take the ingest lock {path}: delete it if no ingest is running")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_pid(fd)
+            os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise LockBusy(
+                f"another ingest (pid {owner or 'unknown'}) is writing {index_dir}: wait for it to finish and "
+                "run `rag ingest` again (the index it publishes stays usable meanwhile)",
+                owner,
+            ) from None
+        # The previous owner unlinks the file on release: make sure we locked the file that is there now.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stale = _read_pid(fd)
+    if stale is not None:
+        log.warning("took over the ingest lock %s left by pid %s, which is no longer running", path, stale)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     try:
-        yield
+        yield stale
     finally:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # before unlocking, so a waiting writer re-opens a fresh file
+        os.close(fd)
 
 
-def _previous_state(settings: Settings, embedder: Embedder, rebuild: bool) -> tuple[store.IndexSnapshot | None, str | None]:
-    """The live snapshot to reuse vectors from, or None with the reason everything is re-embedded."""
-    if rebuild:
-        return None, "rebuild requested"
+def _unreadable(doc_id: str, err: OSError) -> SkippedFile:
+    return SkippedFile(doc_id, f"cannot read the file ({err.strerror}): check it exists and is readable")
+
+
+@dataclass
+class Plan:
+    """What corpus/ holds compared with the manifest, by content hash; nothing parsed or embedded yet."""
+
+    files: dict[str, tuple[Path, str]]  # doc_id -> (path, sha256) of every readable supported file
+    unchanged: list[str]
+    renamed: dict[str, str]  # new doc_id -> the deleted doc_id with the same bytes
+    reuse: dict[str, str]  # doc_id (added or updated) -> an indexed doc_id with the same bytes (a copy)
+    load: list[str]  # new or changed doc_ids whose bytes are not indexed anywhere: parse and embed
+    removed: list[str]
+    skipped: list[SkippedFile]  # unsupported types and unreadable files
+
+
+def plan(corpus_dir: Path, documents: dict[str, store.DocumentEntry]) -> Plan:
+    """Classify every file in corpus/ against the indexed `documents` (raises LoadError for a bad folder)."""
+    paths, skipped = scan_corpus(corpus_dir)
+    files: dict[str, tuple[Path, str]] = {}
+    for path in paths:
+        doc_id = doc_id_for(path, corpus_dir)
+        try:
+            files[doc_id] = (path, store.sha256_file(path))
+        except OSError as err:  # vanished or unreadable since the scan: skip it, keep the rest
+            skipped.append(_unreadable(doc_id, err))
+    unchanged = [d for d, (_, h) in files.items() if d in documents and documents[d].content_hash == h]
+    gone_by_hash: dict[str, list[str]] = {}
+    for doc_id in sorted(set(documents) - set(files)):
+        gone_by_hash.setdefault(documents[doc_id].content_hash, []).append(doc_id)
+    indexed_by_hash = {entry.content_hash: doc_id for doc_id, entry in sorted(documents.items())}
+    renamed: dict[str, str] = {}
+    reuse: dict[str, str] = {}
+    load: list[str] = []
+    for doc_id in sorted(set(files) - set(unchanged)):
+        digest = files[doc_id][1]
+        if doc_id not in documents and gone_by_hash.get(digest):
+            renamed[doc_id] = gone_by_hash[digest].pop(0)
+        elif digest in indexed_by_hash:
+            reuse[doc_id] = indexed_by_hash[digest]
+        else:
+            load.append(doc_id)
+    removed = sorted(set(documents) - set(files) - set(renamed.values()))
+    return Plan(files, sorted(unchanged), renamed, reuse, load, removed, skipped)
+
+
+def _previous_state(
+    settings: Settings, embedder: Embedder | None, rebuild: bool
+) -> tuple[store.Manifest | None, store.IndexSnapshot | None, str | None]:
+    """The live manifest (for the diff and next_id), the snapshot to copy vectors from, and why, if
+    there is no snapshot to copy from although there is an index, everything is re-embedded."""
     try:
-        snapshot = store.load(settings.index_dir, settings.index_signature())
-    except store.IndexNotFound:
-        return None, None
+        manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
     except store.IndexProblem as err:
         log.warning("re-embedding everything: %s", err)
-        return None, str(err)
-    if snapshot.manifest.dimension != embedder.dimension:
-        return None, "embedder dimension changed"
-    return snapshot, None
+        return None, None, str(err)
+    if manifest is None:
+        return None, None, None
+    if rebuild:
+        return manifest, None, "rebuild requested"
+    try:
+        snapshot = store.load(settings.index_dir, settings.index_signature())
+    except store.IndexProblem as err:
+        log.warning("re-embedding everything: %s", err)
+        return manifest, None, str(err)
+    if embedder is not None and snapshot.manifest.dimension != embedder.dimension:
+        return manifest, None, "embedder dimension changed"
+    return snapshot.manifest, snapshot, None
 
 
 def ingest(
@@ -124,120 +204,194 @@ def ingest(
     rebuild: bool = False,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
+    wait: float = 0.0,
 ) -> IngestReport:
-    """Bring index/ in line with corpus/. Raises IngestError when nothing at all could be indexed."""
+    """Bring index/ in line with corpus/.
+
+    Raises LockBusy when another writer holds the lock for `wait` seconds, and IngestError when the
+    corpus folder is unusable or a first build finds nothing indexable (an existing index is then left
+    as it is; an index whose documents were all deleted is emptied, since it must match the folder).
+    The embedder is loaded only if something has to be chunked or embedded.
+    """
     started = time.perf_counter()
-    embedder = embedder or load_embedder(settings.embed_model)
-    chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
+    with writer_lock(settings.index_dir, wait):
+        store.pause_point("locked")
+        cleaned = store.cleanup(settings.index_dir)
+        if cleaned:
+            log.warning("removed leftovers of an interrupted ingest in %s: %s", settings.index_dir, ", ".join(cleaned))
+        report = _ingest_locked(settings, rebuild, embedder, progress)
+        report.cleaned = cleaned
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_locked(
+    settings: Settings, rebuild: bool, embedder: Embedder | None, progress: Progress | None
+) -> IngestReport:
     report = IngestReport()
 
     def tell(fraction: float, message: str) -> None:
         if progress:
             progress(fraction, message)
 
-    with writer_lock(settings.index_dir):
+    tell(0.0, f"comparing {settings.corpus_dir} with the index")
+    old_manifest, previous, report.rebuilt = _previous_state(settings, embedder, rebuild)
+    documents = old_manifest.documents if old_manifest else {}
+    try:
+        diff = plan(settings.corpus_dir, documents)
+    except LoadError as err:
+        raise IngestError(str(err)) from err
+    report.skipped = list(diff.skipped)
+    report.unchanged = list(diff.unchanged)
+    report.removed = list(diff.removed)
+    next_id = old_manifest.next_id if old_manifest else 0
+    now = time.time()
+
+    kept: dict[str, store.DocumentEntry] = {}
+    chunks: dict[int, Chunk] = {}
+    vectors: dict[int, np.ndarray] = {}
+
+    def place(doc_id: str, digest: str, pages: int, indexed_at: float, parts: list[tuple[Chunk, np.ndarray]],
+              ids: list[int] | None = None) -> None:
+        """Put one document's chunks (renamed to `doc_id`) and vectors into the new version."""
+        nonlocal next_id
+        if ids is None:
+            ids = list(range(next_id, next_id + len(parts)))
+            next_id += len(parts)
+        for position, (faiss_id, (chunk, vector)) in enumerate(zip(ids, parts)):
+            chunks[faiss_id] = Chunk(f"{doc_id}#{position}", doc_id, chunk.page, chunk.start, chunk.end, chunk.text)
+            vectors[faiss_id] = vector
+        kept[doc_id] = store.DocumentEntry(digest, list(ids), pages, indexed_at)
+
+    def indexed_parts(source: str) -> list[tuple[Chunk, np.ndarray]]:
+        assert previous is not None
+        return [(previous.chunks[i], previous.vector(i)) for i in previous.manifest.documents[source].chunk_ids]
+
+    if previous is not None:
+        for doc_id in diff.unchanged:
+            entry = documents[doc_id]
+            place(doc_id, entry.content_hash, entry.pages, entry.indexed_at, indexed_parts(doc_id), entry.chunk_ids)
+        for doc_id, source in diff.renamed.items():
+            entry = documents[source]
+            place(doc_id, entry.content_hash, entry.pages, entry.indexed_at, indexed_parts(source), entry.chunk_ids)
+            report.renamed.append((source, doc_id))
+        for doc_id, source in diff.reuse.items():
+            place(doc_id, documents[source].content_hash, documents[source].pages, now, indexed_parts(source))
+            (report.added if doc_id not in documents else report.updated).append(doc_id)
+        to_load = diff.load
+    else:  # nothing to copy vectors from: everything in the folder is embedded again
+        to_load = sorted(diff.files)
+        report.renamed = sorted((old, new) for new, old in diff.renamed.items())
+
+    loaded = _load_and_embed(settings, diff, to_load, embedder, report, tell)
+    report.skipped.sort(key=lambda s: s.path)
+    for doc_id in to_load:
+        if doc_id not in loaded:  # skipped: it vanished or no longer parses
+            if doc_id in report.unchanged:
+                report.unchanged.remove(doc_id)
+            if doc_id in documents:
+                report.removed.append(doc_id)
+            continue
+        digest, pages, parts = loaded[doc_id]
+        place(doc_id, digest, pages, now, parts)
+        if previous is None and (doc_id in diff.unchanged or doc_id in diff.renamed):
+            continue  # reported as unchanged / renamed above
+        (report.added if doc_id not in documents else report.updated).append(doc_id)
+    for names in (report.added, report.updated, report.removed, report.renamed):
+        names.sort()
+
+    if not kept and old_manifest is None:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped) or "the folder has no documents"
+        raise IngestError(
+            f"nothing could be indexed from {settings.corpus_dir} ({reasons}). "
+            f"Add .txt, .md, .pdf or .html files to {settings.corpus_dir} and run `rag ingest` again."
+        )
+    if not kept:
+        log.warning("no document in %s could be indexed: the index is now empty", settings.corpus_dir)
+
+    skipped_json = [{"path": s.path, "reason": s.reason} for s in report.skipped]
+    skipped_hashes = {d: diff.files[d][1] for d in (s.path for s in report.skipped) if d in diff.files}
+    same_skips = old_manifest is not None and old_manifest.skipped == skipped_json
+    if previous is not None and not report.changed and same_skips:
+        report.version = previous.version
+        tell(1.0, "the index already matches the folder")
+        return report
+    tell(0.9, "writing the new index version")
+    dimensions = {len(v) for v in vectors.values()} or {old_manifest.dimension if old_manifest else 0}
+    if len(dimensions) > 1:
+        raise IngestError(
+            f"the embedder {settings.embed_model!r} now gives vectors of another size than the index holds "
+            f"({sorted(dimensions)}): run `rag ingest --rebuild`"
+        )
+    dimension = dimensions.pop()
+    manifest = store.Manifest(
+        signature=settings.index_signature(),
+        dimension=dimension,
+        documents=kept,
+        skipped=skipped_json,
+        next_id=next_id,
+        skipped_hashes=skipped_hashes,
+    )
+    ids = np.array(sorted(chunks), dtype=np.int64)
+    matrix = np.stack([vectors[i] for i in ids]) if len(ids) else np.zeros((0, dimension), np.float32)
+    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks)
+    store.pause_point("written")
+    tell(0.95, "publishing")
+    store.publish(settings.index_dir, report.version)
+    report.published = True
+    tell(1.0, "done")
+    return report
+
+
+def _load_and_embed(
+    settings: Settings,
+    diff: Plan,
+    doc_ids: list[str],
+    embedder: Embedder | None,
+    report: IngestReport,
+    tell: Progress,
+) -> dict[str, tuple[str, int, list[tuple[Chunk, np.ndarray]]]]:
+    """Parse, chunk and embed these documents: doc_id -> (sha256, pages, [(chunk, vector)]).
+
+    Bytes are read once more here and hashed again, so the hash recorded is of the bytes indexed even if
+    the file changed since `plan`; a file that vanished or no longer parses is added to report.skipped.
+    Identical files are chunked and embedded once.
+    """
+    if not doc_ids:
+        return {}
+    embedder = embedder or load_embedder(settings.embed_model)
+    chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
+    by_digest: dict[str, tuple[int, list[Chunk]]] = {}
+    doc_digest: dict[str, str] = {}
+    for n, doc_id in enumerate(doc_ids):
+        tell(0.05 + 0.35 * n / len(doc_ids), f"reading {doc_id}")
+        path = diff.files[doc_id][0]
         try:
-            files, report.skipped = scan_corpus(settings.corpus_dir)
-        except LoadError as err:
-            raise IngestError(str(err)) from err
-        previous, report.rebuilt = _previous_state(settings, embedder, rebuild)
-        old_docs = previous.manifest.documents if previous else {}
-        old_by_hash = {entry.content_hash: doc_id for doc_id, entry in old_docs.items()}
-        next_id = previous.manifest.next_id if previous else 0
-
-        kept: dict[str, store.DocumentEntry] = {}
-        chunks: dict[int, Chunk] = {}
-        vectors: dict[int, np.ndarray] = {}
-        to_embed: list[tuple[str, list[Chunk]]] = []
-        pages_of: dict[str, int] = {}
-        seen_hashes: set[str] = set()
-
-        for n, path in enumerate(files):
-            tell(0.4 * n / max(len(files), 1), f"reading {path.name}")
-            doc_id = doc_id_for(path, settings.corpus_dir)
-            try:
-                data = path.read_bytes()
-            except OSError as err:  # vanished or unreadable since the scan: skip it, keep the rest
-                report.skipped.append(SkippedFile(doc_id, f"cannot read the file ({err.strerror}): check it exists and is readable"))
-                continue
-            digest = hash_bytes(data)
-            old_entry = old_docs.get(doc_id)
-            reuse_from = doc_id if old_entry and old_entry.content_hash == digest else old_by_hash.get(digest)
-            if previous and reuse_from is not None and reuse_from in old_docs and digest not in seen_hashes:
-                entry = old_docs[reuse_from]
-                new_ids = []
-                for position, faiss_id in enumerate(entry.chunk_ids):
-                    old = previous.chunks[faiss_id]
-                    chunks[faiss_id] = Chunk(f"{doc_id}#{position}", doc_id, old.page, old.start, old.end, old.text)
-                    vectors[faiss_id] = previous.vector(faiss_id)
-                    new_ids.append(faiss_id)
-                kept[doc_id] = store.DocumentEntry(digest, new_ids, entry.pages, entry.indexed_at)
-                seen_hashes.add(digest)
-                if reuse_from == doc_id:
-                    report.unchanged.append(doc_id)
-                else:
-                    report.renamed.append((reuse_from, doc_id))
-                continue
+            data = path.read_bytes()
+        except OSError as err:
+            report.skipped.append(_unreadable(doc_id, err))
+            continue
+        digest = hash_bytes(data)
+        if digest not in by_digest:
             try:
                 document = load_document(path, settings.corpus_dir, data)
             except LoadError as err:
                 log.warning("skipped %s: %s", doc_id, err)
                 report.skipped.append(SkippedFile(doc_id, str(err)))
                 continue
-            doc_chunks = chunker.chunk(document)
-            to_embed.append((digest, doc_chunks))
-            pages_of[doc_id] = len(document.pages)
-            seen_hashes.add(digest)
-            (report.updated if doc_id in old_docs else report.added).append(doc_id)
+            by_digest[digest] = (len(document.pages), chunker.chunk(document))
+        doc_digest[doc_id] = digest
 
-        renamed_from = {old for old, _ in report.renamed}
-        report.removed = sorted(d for d in old_docs if d not in kept and d not in pages_of and d not in renamed_from)
-
-        texts = [c.text for _, doc_chunks in to_embed for c in doc_chunks]
-        tell(0.4, f"embedding {len(texts)} chunks")
-        new_vectors = _embed_with_progress(embedder, texts, settings.embed_batch_size, tell)
-        report.embedded_chunks = len(texts)
-        row = 0
-        now = time.time()
-        for digest, doc_chunks in to_embed:
-            ids = []
-            for chunk in doc_chunks:
-                chunks[next_id] = chunk
-                vectors[next_id] = new_vectors[row]
-                ids.append(next_id)
-                next_id += 1
-                row += 1
-            doc_id = doc_chunks[0].source if doc_chunks else None
-            if doc_id is not None:
-                kept[doc_id] = store.DocumentEntry(digest, ids, pages_of[doc_id], now)
-
-        if not kept:
-            reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped) or "the folder has no documents"
-            raise IngestError(
-                f"nothing could be indexed from {settings.corpus_dir} ({reasons}). "
-                f"Add .txt, .md, .pdf or .html files to {settings.corpus_dir} and run `rag ingest` again."
-            )
-
-        skipped_json = [{"path": s.path, "reason": s.reason} for s in report.skipped]
-        same_skips = previous is not None and previous.manifest.skipped == skipped_json
-        if previous is not None and not report.changed and same_skips:
-            report.version = previous.version
-        else:
-            tell(0.9, "writing index")
-            manifest = store.Manifest(
-                signature=settings.index_signature(),
-                dimension=embedder.dimension,
-                documents=kept,
-                skipped=skipped_json,
-                next_id=next_id,
-            )
-            ids = np.array(sorted(chunks), dtype=np.int64)
-            matrix = np.stack([vectors[i] for i in ids]) if len(ids) else np.zeros((0, embedder.dimension), np.float32)
-            report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks)
-            store.publish(settings.index_dir, report.version)
-        tell(1.0, "done")
-    report.seconds = time.perf_counter() - started
-    return report
+    texts = [c.text for _, doc_chunks in by_digest.values() for c in doc_chunks]
+    tell(0.4, f"embedding {len(texts)} chunks")
+    matrix = _embed_with_progress(embedder, texts, settings.embed_batch_size, tell)
+    report.embedded_chunks = len(texts)
+    parts_of: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
+    row = 0
+    for digest, (_, doc_chunks) in by_digest.items():
+        parts_of[digest] = [(chunk, matrix[row + k]) for k, chunk in enumerate(doc_chunks)]
+        row += len(doc_chunks)
+    return {d: (h, by_digest[h][0], parts_of[h]) for d, h in doc_digest.items()}
 
 
 def _embed_with_progress(embedder: Embedder, texts: list[str], batch_size: int, tell: Progress) -> np.ndarray:
@@ -245,36 +399,36 @@ def _embed_with_progress(embedder: Embedder, texts: list[str], batch_size: int, 
     parts = []
     for start in range(0, len(texts), batch_size):
         parts.append(embedder.embed(texts[start : start + batch_size], batch_size=batch_size))
-        tell(0.4 + 0.5 * min(start + batch_size, len(texts)) / len(texts), f"embedded {min(start + batch_size, len(texts))}/{len(texts)} chunks")
+        done = min(start + batch_size, len(texts))
+        tell(0.4 + 0.5 * done / len(texts), f"embedded {done}/{len(texts)} chunks")
+        store.pause_point("embedding")
     return np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
 
 
 def check(settings: Settings) -> list[str]:
-    """Drift between corpus/ and the live index, as human-readable lines; empty when they match."""
-    manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
-    if manifest is None:
-        return [f"no index in {settings.index_dir}"]
-    problems = []
-    if manifest.signature != settings.index_signature():
-        problems.append(f"built with {manifest.signature}, settings say {settings.index_signature()}")
+    """Drift between corpus/ and the live index, as human-readable lines; empty when they match.
+
+    Reads only: the manifest, the index files' checksums, and the corpus files' hashes.
+    """
     try:
-        files, _ = scan_corpus(settings.corpus_dir)
+        manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
+        if manifest is None:
+            return [f"no index in {settings.index_dir}: run `rag ingest`"]
+        store.check_signature(manifest, settings.index_signature())
+        store.verify_files(settings.index_dir / store.VERSIONS / store.current_version(settings.index_dir), manifest)
+    except store.IndexProblem as err:
+        return [str(err)]
+    try:
+        diff = plan(settings.corpus_dir, manifest.documents)
     except LoadError as err:
         return [str(err)]
-    skipped = {s["path"] for s in manifest.skipped}
-    on_disk = {}
-    for path in files:
-        doc_id = doc_id_for(path, settings.corpus_dir)
-        try:
-            on_disk[doc_id] = hash_bytes(path.read_bytes())
-        except OSError:
-            continue
-    for doc_id, digest in sorted(on_disk.items()):
-        entry = manifest.documents.get(doc_id)
-        if entry is None and doc_id not in skipped:
-            problems.append(f"new: {doc_id}")
-        elif entry is not None and entry.content_hash != digest:
+    problems = []
+    for doc_id in diff.load + sorted(diff.reuse):
+        if doc_id in manifest.documents:
             problems.append(f"changed: {doc_id}")
-    for doc_id in sorted(set(manifest.documents) - set(on_disk)):
-        problems.append(f"deleted: {doc_id}")
-    return problems
+        elif manifest.skipped_hashes.get(doc_id) != diff.files[doc_id][1]:
+            problems.append(f"new: {doc_id}")  # skipped files count once they change
+    problems += [f"renamed: {old} -> {new}" for new, old in sorted(diff.renamed.items())]
+    problems += [f"deleted: {doc_id}" for doc_id in diff.removed]
+    problems += [f"unreadable: {s.path} ({s.reason})" for s in diff.skipped if s.path in manifest.documents]
+    return sorted(problems, key=lambda line: line.split(": ", 1)[1])

@@ -121,7 +121,9 @@ class Retriever:
         for cid, rank in bm25_rank.items():
             fused[cid] = fused.get(cid, 0.0) + self.settings.bm25_weight / (self.settings.rrf_k + rank)
         dense_score = dict(dense)
-        ordered = sorted(fused, key=lambda cid: (-fused[cid], cid))[:k]
+        # Equal fused scores are common (dense rank 1 + BM25 rank 2 ties with 2 + 1). Break ties by document
+        # and position, never by FAISS id: ids differ between an incremental and a fresh build of one folder.
+        ordered = sorted(fused, key=lambda cid: (-fused[cid], store.chunk_order(snapshot.chunks[cid])))[:k]
         return [
             Hit(cid, snapshot.chunks[cid], fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid))
             for cid in ordered

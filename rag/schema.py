@@ -43,6 +43,7 @@ class Answer:
     short_answer: str | None = None  # the number, date or name the question asks for, when found
     sentences: list[SentenceCheck] = field(default_factory=list)  # LLM answers only
     note: str | None = None  # e.g. why an LLM answer fell back to the extractive one
+    index_version: str | None = None  # the index version (index/versions/<name>) that answered
 
     def to_json(self) -> dict:
         """The `rag ask --json` contract: answer, refused, query, citations, timings_ms (plus extras)."""
@@ -55,6 +56,7 @@ class Answer:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "short_answer": self.short_answer,
+            "index_version": self.index_version,
         }
         if self.sentences:
             data["sentences"] = [asdict(s) for s in self.sentences]

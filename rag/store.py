@@ -5,8 +5,12 @@ Layout:
     index/versions/<name>/     manifest.json, vectors.faiss, chunks.jsonl, bm25/
     index/ingest.lock          held by the one writer (see ingest.py)
 
-A version is written completely, checksummed, and only then named in CURRENT, so a reader sees either
-the old version or the new one, never a half-written one.
+A version is written completely (under versions/.tmp-<name>), checksummed, fsynced, renamed into place,
+and only then named in CURRENT, so a reader sees either the old version or the new one, never a
+half-written one. A writer killed at any point leaves CURRENT naming an intact version; its leftovers
+(tmp dirs, an unpublished version, a CURRENT.tmp file) are removed by the next writer (`cleanup`).
+Old versions are deleted as soon as a new one is published: readers keep their loaded snapshot in
+memory, and a reader that read CURRENT just before the switch retries with the new name (`load`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +40,14 @@ BM25_DIR = "bm25"
 CURRENT = "CURRENT"
 VERSIONS = "versions"
 
+# Files a version cannot do without; each must have a checksum in the manifest.
+REQUIRED_FILES = (VECTORS, CHUNKS, f"{BM25_DIR}/params.index.json")
+# How often `load` re-reads CURRENT when the version it names disappears under it (a writer published
+# a newer one and deleted the old one between our reading CURRENT and opening the files).
+LOAD_ATTEMPTS = 3
+PAUSE_ENV = "RAG_TEST_PAUSE_AT"
+
+log = logging.getLogger(__name__)
 STEMMER = Stemmer.Stemmer("english")
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
@@ -53,6 +66,20 @@ class IndexMismatch(IndexProblem):
 
 class IndexCorrupt(IndexProblem):
     pass
+
+
+def pause_point(stage: str) -> None:
+    """Fault-test hook: with RAG_TEST_PAUSE_AT=<stage>[:seconds] the writer says so on stderr and sleeps
+    at that stage (default 60 s) so a test can `kill -9` it there. Stages, in order: locked, embedding,
+    written (version dir complete, not published), publishing (CURRENT.tmp written, not renamed),
+    published (CURRENT renamed, old versions not yet deleted). Unset, it costs one getenv."""
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    name, _, seconds = spec.partition(":")
+    if name == stage:
+        print(f"{PAUSE_ENV}: pid {os.getpid()} paused at {stage}", file=sys.stderr, flush=True)
+        time.sleep(float(seconds or 60))
 
 
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
@@ -83,6 +110,8 @@ class Manifest:
     skipped: list[dict]  # [{"path", "reason"}] from the last ingest
     next_id: int  # FAISS ids only grow, so a deleted chunk's id is never reused
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    # path -> sha256 of files skipped at the last ingest, so `rag ingest --check` notices a fixed file
+    skipped_hashes: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created_at: float = field(default_factory=time.time)
 
@@ -100,6 +129,7 @@ class Manifest:
             "next_id": self.next_id,
             "documents": {k: v.to_json() for k, v in sorted(self.documents.items())},
             "skipped": self.skipped,
+            "skipped_hashes": self.skipped_hashes,
             "checksums": self.checksums,
         }
 
@@ -112,6 +142,7 @@ class Manifest:
             skipped=data.get("skipped", []),
             next_id=data["next_id"],
             checksums=data.get("checksums", {}),
+            skipped_hashes=data.get("skipped_hashes", {}),
             format_version=data["format_version"],
             created_at=data.get("created_at", 0.0),
         )
@@ -126,13 +157,14 @@ class IndexSnapshot:
     faiss_index: faiss.IndexIDMap2
     chunks: dict[int, Chunk]  # FAISS id -> chunk
     bm25: bm25s.BM25
-    bm25_ids: list[int]  # BM25 row -> FAISS id
+    bm25_ids: list[int]  # BM25 row -> FAISS id (rows are in chunks.jsonl order)
 
     def vector(self, faiss_id: int) -> np.ndarray:
         return self.faiss_index.reconstruct(int(faiss_id))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks (index files here, corpus files in ingest)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -141,10 +173,23 @@ def _sha256(path: Path) -> str:
 
 
 def _fsync_tree(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as fh:
-                os.fsync(fh.fileno())
+    for path in [*root.rglob("*"), root]:
+        _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data or a directory's entries (a rename is durable only once its directory is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def chunk_order(chunk: Chunk) -> tuple[str, int]:
+    """Document, then position: the order rows are stored in. It does not depend on FAISS ids, which
+    differ between an incremental and a fresh build, so both store the same rows in the same order."""
+    return chunk.source, int(chunk.chunk_id.rsplit("#", 1)[1])
 
 
 def current_version(index_dir: Path) -> str | None:
@@ -165,12 +210,14 @@ def write_version(
     tmp = versions / f".tmp-{name}"
     tmp.mkdir()
 
+    order = sorted(chunks, key=lambda i: chunk_order(chunks[i]))  # FAISS rows, chunks.jsonl and BM25 rows
+    row_of = {int(faiss_id): row for row, faiss_id in enumerate(ids)}
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
-    if len(ids):
-        index.add_with_ids(vectors.astype(np.float32), ids.astype(np.int64))
+    if order:
+        rows = [row_of[i] for i in order]
+        index.add_with_ids(vectors[rows].astype(np.float32), np.array(order, dtype=np.int64))
     faiss.write_index(index, str(tmp / VECTORS))
 
-    order = sorted(chunks)  # BM25 rows follow FAISS id order
     with (tmp / CHUNKS).open("w", encoding="utf-8") as fh:
         for faiss_id in order:
             fh.write(json.dumps({"id": faiss_id, **chunks[faiss_id].to_json()}, ensure_ascii=False) + "\n")
@@ -181,11 +228,12 @@ def write_version(
     retriever.save(str(tmp / BM25_DIR))
 
     manifest.checksums = {
-        p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+        p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
     _fsync_tree(tmp)
     tmp.rename(versions / name)
+    _fsync(versions)
     return name
 
 
@@ -196,20 +244,27 @@ def publish(index_dir: Path, version: str) -> None:
         fh.write(version + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    pause_point("publishing")
     os.replace(tmp, index_dir / CURRENT)
-    cleanup(index_dir, keep=version)
+    _fsync(index_dir)
+    pause_point("published")
+    cleanup(index_dir)
 
 
-def cleanup(index_dir: Path, keep: str) -> None:
-    """Delete every version but `keep`, plus leftovers of crashed writers. Loaded snapshots live in memory."""
+def cleanup(index_dir: Path) -> list[str]:
+    """Delete every version but the live one, plus leftovers of crashed writers (tmp dirs, unpublished
+    versions, CURRENT.tmp files); return what was deleted. Only the lock holder calls this."""
+    keep = current_version(index_dir)
+    removed = []
     versions = index_dir / VERSIONS
-    if not versions.is_dir():
-        return
-    for path in versions.iterdir():
+    for path in sorted(versions.iterdir()) if versions.is_dir() else []:
         if path.name != keep:
             shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
     for stray in index_dir.glob(f".{CURRENT}.tmp-*"):
         stray.unlink(missing_ok=True)
+        removed.append(stray.name)
+    return removed
 
 
 def read_manifest(index_dir: Path, signature_keys: list[str], version: str | None = None) -> Manifest | None:
@@ -237,35 +292,70 @@ def check_signature(manifest: Manifest, expected: dict, dimension: int | None = 
         raise IndexMismatch("the index was built with other settings (" + "; ".join(diffs) + "): run `rag ingest`")
 
 
+def verify_files(root: Path, manifest: Manifest) -> None:
+    """Every file the manifest lists is present with its checksum, and none the index needs is unlisted."""
+    for rel in REQUIRED_FILES:
+        if rel not in manifest.checksums:
+            raise IndexCorrupt(f"{root / MANIFEST} has no checksum for {rel}: run `rag ingest --rebuild`")
+    for rel, digest in manifest.checksums.items():
+        path = root / rel
+        try:
+            actual = sha256_file(path)
+        except OSError as err:
+            raise IndexCorrupt(f"index file {path} is missing or unreadable ({err.strerror}): "
+                               "run `rag ingest --rebuild`") from err
+        if actual != digest:
+            raise IndexCorrupt(f"index file {path} is damaged (checksum mismatch): run `rag ingest --rebuild`")
+
+
 def load(index_dir: Path, expected_signature: dict, verify_checksums: bool = True) -> IndexSnapshot:
-    """Open the live version, checking that every part is present, intact and built with these settings."""
+    """Open the live version, checking that every part is present, intact and built with these settings.
+
+    Never blocks on a writer. If the version named by CURRENT vanishes while we read it (a writer
+    published a newer one and deleted it), CURRENT is read again and the newer version loaded.
+    """
     version = current_version(index_dir)
-    if version is None:
-        raise IndexNotFound(f"no index in {index_dir}: run `rag ingest` to build it from your corpus")
+    for _ in range(LOAD_ATTEMPTS):
+        if version is None:
+            raise IndexNotFound(f"no index in {index_dir}: run `rag ingest` to build it from your corpus")
+        try:
+            return _load_version(index_dir, version, expected_signature, verify_checksums)
+        except IndexCorrupt:
+            latest = current_version(index_dir)
+            if latest == version:
+                raise  # really damaged, not replaced
+            log.info("index version %s was replaced while being loaded; loading %s", version, latest)
+            version = latest
+    raise IndexProblem(f"the index in {index_dir} changed {LOAD_ATTEMPTS} times while being loaded: try again")
+
+
+def _load_version(index_dir: Path, version: str, expected_signature: dict, verify_checksums: bool) -> IndexSnapshot:
     root = index_dir / VERSIONS / version
     manifest = read_manifest(index_dir, list(expected_signature), version)
     assert manifest is not None
     check_signature(manifest, expected_signature)
-    for rel, digest in manifest.checksums.items():
-        path = root / rel
-        if not path.is_file():
-            raise IndexCorrupt(f"index file {path} is missing: run `rag ingest --rebuild`")
-        if verify_checksums and _sha256(path) != digest:
-            raise IndexCorrupt(f"index file {path} is damaged (checksum mismatch): run `rag ingest --rebuild`")
+    if verify_checksums:
+        verify_files(root, manifest)
     try:
         faiss_index = faiss.read_index(str(root / VECTORS))
-        chunks: dict[int, Chunk] = {}
+    except Exception as err:  # faiss raises RuntimeError for a truncated or foreign file
+        raise IndexCorrupt(f"index file {root / VECTORS} cannot be read ({err}): run `rag ingest --rebuild`") from err
+    chunks: dict[int, Chunk] = {}
+    try:
         with (root / CHUNKS).open(encoding="utf-8") as fh:
             for line in fh:
                 record = json.loads(line)
                 faiss_id = record.pop("id")
                 chunks[faiss_id] = Chunk.from_json(record)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise IndexCorrupt(f"index file {root / CHUNKS} cannot be read ({err}): run `rag ingest --rebuild`") from err
+    try:
         bm25 = bm25s.BM25.load(str(root / BM25_DIR))
-    except Exception as err:  # faiss raises RuntimeError, json/bm25s various: all mean a damaged file
-        raise IndexCorrupt(f"index version {root} cannot be read ({err}): run `rag ingest --rebuild`") from err
+    except Exception as err:  # numpy, json and bm25s errors all mean a damaged file
+        raise IndexCorrupt(f"index files in {root / BM25_DIR} cannot be read ({err}): run `rag ingest --rebuild`") from err
     if faiss_index.ntotal != len(chunks) or len(chunks) != manifest.chunk_count:
         raise IndexCorrupt(
             f"index version {root} is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks, "
             f"manifest says {manifest.chunk_count}): run `rag ingest --rebuild`"
         )
-    return IndexSnapshot(version, manifest, faiss_index, chunks, bm25, sorted(chunks))
+    return IndexSnapshot(version, manifest, faiss_index, chunks, bm25, list(chunks))

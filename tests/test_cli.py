@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.conftest import SHIPPED_CORPUS, run_rag, write_corpus
@@ -30,7 +31,8 @@ def test_ingest_reports_and_fails_when_nothing_indexable(tmp_path: Path) -> None
     corpus = write_corpus(tmp_path / "corpus", {"a.txt": "Typhoons arrive mostly in August.", "b.bin": "x"})
     result = run_rag("ingest", "--corpus", str(corpus), "--index", str(tmp_path / "index"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("added 1, updated 0, removed 0, renamed 0, unchanged 0, skipped 1 in ")
+    assert re.fullmatch(r"added 1, updated 0, removed 0, unchanged 0 in \d+\.\d s "
+                        r"\(renamed 0, skipped 1, 1 chunks embedded\)\n", result.stdout), result.stdout
     assert "skipped b.bin: unsupported file type '.bin'" in result.stderr
 
     empty = write_corpus(tmp_path / "empty", {"e.txt": ""})

@@ -1,0 +1,329 @@
+"""Index lifecycle: incremental ingest is exact (property-based), `--check` drift, reader/writer races.
+
+Everything runs the real bundled embedder on real files and a real FAISS index on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
+
+from rag import store
+from rag.chat import Assistant
+from rag.embedding import Embedder
+from rag.ingest import IngestError, check, ingest
+from rag.settings import Settings
+from tests.conftest import write_corpus
+
+FACTS = [
+    "The lighthouse on Cape Mora was built in 1887.",
+    "Mora harbour handles 42 cargo ships every week.",
+    "The lantern festival takes place every October in the old town.",
+    "Copper mining employs 3,100 people in the Alder valley.",
+    "The river Alder floods mostly in early spring.",
+    "The stone bridge over the Alder is 240 metres long.",
+    "Professor Ines Kalder founded the maritime museum.",
+    "Ferries to the island leave twice a day from pier 7.",
+]
+QUESTIONS = [
+    "When was the lighthouse on Cape Mora built?",
+    "Who founded the maritime museum?",
+    "How long is the stone bridge over the Alder?",
+    "How often do ferries leave for the island?",
+]
+NAMES = ["a.txt", "b.txt", "notes/c.md", "notes/d.txt"]
+
+
+class MemoEmbedder:
+    """The real embedder, remembering each text's vector. Used for answering only: the answerer embeds every
+    evidence sentence and word, and both indexes compared hold the same texts, so the second one's answers
+    cost nothing and both see bit-identical query and sentence vectors."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._memo: dict[str, np.ndarray] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._embedder, name)
+
+    def embed(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if missing:
+            self._memo.update(zip(missing, self._embedder.embed(missing, batch_size=batch_size)))
+        return np.stack([self._memo[t] for t in texts]) if texts else self._embedder.embed([])
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+@pytest.fixture(scope="module")
+def memo_embedder(embedder: Embedder) -> MemoEmbedder:
+    return MemoEmbedder(embedder)
+
+
+def view(settings: Settings, embedder: Embedder | MemoEmbedder) -> dict:
+    """Everything a reader can observe of the live index, keyed by document and chunk id, never by FAISS id."""
+    assistant = Assistant(settings, embedder)
+    retriever = assistant._refresh()
+    snapshot = retriever.snapshot
+    documents = {}
+    for doc_id, entry in snapshot.manifest.documents.items():
+        rows = [snapshot.chunks[i] for i in entry.chunk_ids]
+        documents[doc_id] = (entry.content_hash, entry.pages, [(c.chunk_id, c.page, c.start, c.end, c.text) for c in rows])
+    vectors = {snapshot.chunks[i].chunk_id: snapshot.vector(i) for i in snapshot.chunks}
+    bm25, hits = {}, {}
+    for question in QUESTIONS:
+        rows, scores = snapshot.bm25.retrieve([store.bm25_tokens([question])[0]], k=len(snapshot.chunks),
+                                              show_progress=False, n_threads=1)
+        bm25[question] = {snapshot.chunks[snapshot.bm25_ids[int(r)]].chunk_id: round(float(s), 5)
+                          for r, s in zip(rows[0], scores[0])}
+        hits[question] = [(h.chunk.chunk_id, h.score, h.dense_rank, h.bm25_rank) for h in retriever.search(question)]
+    answers = {}
+    for question in QUESTIONS[:2]:
+        answer = assistant.ask(question)
+        answers[question] = (answer.text, answer.refused,
+                             [(c.source, c.page, c.start, c.end, c.text) for c in answer.citations])
+    return {"documents": documents, "vectors": vectors, "bm25": bm25, "hits": hits, "answers": answers}
+
+
+def assert_same_index(incremental: dict, fresh: dict) -> None:
+    assert incremental["documents"] == fresh["documents"]
+    assert incremental["vectors"].keys() == fresh["vectors"].keys()
+    for chunk_id, vector in fresh["vectors"].items():
+        # Batches pad differently, so a vector embedded alone and one embedded in a batch differ in the last bits.
+        np.testing.assert_allclose(incremental["vectors"][chunk_id], vector, atol=1e-5, err_msg=chunk_id)
+    assert incremental["bm25"] == fresh["bm25"]
+    assert incremental["hits"] == fresh["hits"]
+    assert incremental["answers"] == fresh["answers"]
+
+
+content = st.lists(st.sampled_from(FACTS), min_size=1, max_size=8).map(" ".join)
+operation = st.one_of(
+    st.tuples(st.just("write"), st.sampled_from(NAMES), content),  # add, or edit when it exists
+    st.tuples(st.just("delete"), st.sampled_from(NAMES)),
+    st.tuples(st.just("rename"), st.sampled_from(NAMES), st.sampled_from(NAMES)),  # may replace the target
+    st.tuples(st.just("copy"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
+)
+
+
+def apply(corpus: Path, op: tuple) -> None:
+    kind, name, *rest = op
+    path = corpus / name
+    if kind == "write":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rest[0], encoding="utf-8")
+    elif not path.exists():
+        return
+    elif kind == "delete":
+        path.unlink()
+    elif kind == "rename":
+        os.replace(path, corpus / rest[0])
+    elif kind == "copy":
+        (corpus / rest[0]).write_bytes(path.read_bytes())
+
+
+# No shrinking: an example costs a second or two with the real embedder, so shrinking a failure would run
+# for minutes; the failing example is printed as generated, and its seed reproduces it.
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+           phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(
+    initial=st.dictionaries(st.sampled_from(NAMES), content, min_size=1, max_size=3),
+    steps=st.lists(st.tuples(operation, st.booleans()), min_size=1, max_size=5),
+)
+def test_incremental_index_equals_a_fresh_build(embedder: Embedder, memo_embedder: MemoEmbedder, initial: dict,
+                                                steps: list) -> None:
+    """After any sequence of adds, edits, deletes, renames and copies, each followed or not by an ingest,
+    the incrementally maintained index equals a fresh build of the same folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        corpus = write_corpus(root / "corpus", initial)
+        # Chunks of 64 word pieces: documents of a few sentences span several chunks.
+        incremental = Settings(corpus_dir=corpus, index_dir=root / "incremental", chunk_tokens=64, chunk_overlap=16)
+        ingest(incremental, embedder=embedder)
+        for op, ingest_now in steps:
+            apply(corpus, op)
+            if ingest_now:
+                ingest(incremental, embedder=embedder)
+        ingest(incremental, embedder=embedder)
+        assert check(incremental) == []
+        fresh = incremental.model_copy(update={"index_dir": root / "fresh"})
+        if not any(corpus.rglob("*.*")):
+            with pytest.raises(IngestError, match="the folder has no documents"):
+                ingest(fresh, embedder=embedder)
+            assert store.load(incremental.index_dir, incremental.index_signature()).manifest.documents == {}
+            return
+        ingest(fresh, embedder=embedder)
+        assert_same_index(view(incremental, memo_embedder), view(fresh, memo_embedder))
+
+
+def snapshot_of(settings: Settings) -> store.IndexSnapshot:
+    return store.load(settings.index_dir, settings.index_signature())
+
+
+def test_each_kind_of_change_is_reported_and_only_new_text_embedded(tiny_index: Settings, embedder: Embedder) -> None:
+    corpus = tiny_index.corpus_dir
+    before = snapshot_of(tiny_index)
+    weather_ids = before.manifest.documents["weather.md"].chunk_ids
+    cats_text = (corpus / "cats.html").read_bytes()
+    (corpus / "conference.txt").write_text("The conference moved to Macau in 2025.", encoding="utf-8")  # edit
+    (corpus / "cats.html").unlink()  # delete ...
+    (corpus / "pets").mkdir()
+    (corpus / "pets" / "cats.html").write_bytes(cats_text)  # ... and the same bytes elsewhere: a rename
+    (corpus / "weather-copy.md").write_bytes((corpus / "weather.md").read_bytes())  # a copy
+    (corpus / "ferries.txt").write_text("Ferries leave twice a day from pier 7.", encoding="utf-8")  # new
+    (corpus / "notes.bin").write_bytes(b"\x00")  # unsupported
+
+    report = ingest(tiny_index, embedder=embedder)
+
+    assert report.added == ["ferries.txt", "weather-copy.md"]
+    assert report.updated == ["conference.txt"]
+    assert report.removed == []
+    assert report.renamed == [("cats.html", "pets/cats.html")]
+    assert report.unchanged == ["weather.md"]
+    assert [(s.path, s.reason.split(":")[0]) for s in report.skipped] == [("notes.bin", "unsupported file type '.bin'")]
+    assert report.embedded_chunks == 2  # the edited and the new file; the rename and the copy reuse vectors
+    assert re.fullmatch(r"added 2, updated 1, removed 0, unchanged 1 in \d+\.\d s "
+                        r"\(renamed 1, skipped 1, 2 chunks embedded\)", report.summary())
+
+    after = snapshot_of(tiny_index)
+    documents = after.manifest.documents
+    assert sorted(documents) == ["conference.txt", "ferries.txt", "pets/cats.html", "weather-copy.md", "weather.md"]
+    assert documents["weather.md"].chunk_ids == weather_ids  # unchanged: same FAISS ids, same vectors
+    np.testing.assert_array_equal(after.vector(weather_ids[0]), before.vector(weather_ids[0]))
+    copy_id = documents["weather-copy.md"].chunk_ids[0]
+    np.testing.assert_array_equal(after.vector(copy_id), before.vector(weather_ids[0]))
+    assert after.chunks[copy_id].chunk_id == "weather-copy.md#0"
+    assert min(documents["ferries.txt"].chunk_ids) >= before.manifest.next_id  # ids only grow
+    # The old conference text is gone from FAISS, the chunk store and BM25 alike.
+    assert after.faiss_index.ntotal == len(after.chunks) == 5
+    assert not any("33 signed agreements" in c.text for c in after.chunks.values())
+    rows, scores = after.bm25.retrieve([store.bm25_tokens(["signed agreements"])[0]], k=5, show_progress=False)
+    assert float(scores.max()) == 0.0
+    # Only the live version is left on disk.
+    assert [p.name for p in (tiny_index.index_dir / "versions").iterdir()] == [after.version]
+
+    (corpus / "conference.txt").unlink()
+    report = ingest(tiny_index, embedder=embedder)
+    assert (report.removed, report.embedded_chunks) == (["conference.txt"], 0)
+
+
+def test_an_unchanged_folder_publishes_nothing_and_loads_no_model(tiny_index: Settings, monkeypatch) -> None:
+    version = store.current_version(tiny_index.index_dir)
+
+    def no_model(name: str):
+        raise AssertionError("the embedding model was loaded although nothing changed")
+
+    monkeypatch.setattr("rag.ingest.load_embedder", no_model)
+    report = ingest(tiny_index)
+    assert (report.published, report.version, report.embedded_chunks) == (False, version, 0)
+    assert store.current_version(tiny_index.index_dir) == version
+    # A deletion needs no model either.
+    (tiny_index.corpus_dir / "cats.html").unlink()
+    report = ingest(tiny_index)
+    assert report.published and report.removed == ["cats.html"]
+
+
+def test_deleting_every_document_empties_the_index(tiny_index: Settings, embedder: Embedder) -> None:
+    for path in tiny_index.corpus_dir.iterdir():
+        path.unlink()
+    report = ingest(tiny_index, embedder=embedder)
+    assert report.removed == ["cats.html", "conference.txt", "weather.md"]
+    assistant = Assistant(tiny_index, embedder)
+    answer = assistant.ask("How many agreements were signed?")
+    assert answer.refused and answer.citations == [] and answer.index_version == report.version
+    assert check(tiny_index) == []
+
+
+def test_check_lists_drift_and_changes_nothing(tiny_index: Settings, embedder: Embedder) -> None:
+    corpus = tiny_index.corpus_dir
+    assert check(tiny_index) == []
+    (corpus / "empty.txt").write_text("")
+    ingest(tiny_index, embedder=embedder)  # empty.txt is skipped, and that is no drift
+    assert check(tiny_index) == []
+    version = store.current_version(tiny_index.index_dir)
+    (corpus / "conference.txt").write_text("The conference moved to Macau.", encoding="utf-8")
+    (corpus / "cats.html").rename(corpus / "kittens.html")
+    (corpus / "weather.md").unlink()
+    (corpus / "new.md").write_text("Ferries leave twice a day.", encoding="utf-8")
+    (corpus / "empty.txt").write_text("Now it has text.")  # a skipped file that was fixed
+    assert check(tiny_index) == [
+        "renamed: cats.html -> kittens.html",
+        "changed: conference.txt",
+        "new: empty.txt",
+        "new: new.md",
+        "deleted: weather.md",
+    ]
+    assert store.current_version(tiny_index.index_dir) == version
+    ingest(tiny_index, embedder=embedder)
+    assert check(tiny_index) == []
+
+
+def test_a_reader_retries_when_its_version_is_deleted_under_it(tiny_index: Settings, embedder: Embedder,
+                                                               monkeypatch) -> None:
+    """The race: a reader reads CURRENT (v1), a writer publishes v2 and deletes v1, the reader opens v1."""
+    old = store.current_version(tiny_index.index_dir)
+    (tiny_index.corpus_dir / "ferries.txt").write_text("Ferries leave twice a day.", encoding="utf-8")
+    new = ingest(tiny_index, embedder=embedder).version
+    assert not (tiny_index.index_dir / "versions" / old).exists()
+    reads = []
+    real = store.current_version
+
+    def stale_first(index_dir: Path) -> str | None:  # the reader's first read of CURRENT happened before the switch
+        reads.append(index_dir)
+        return old if len(reads) == 1 else real(index_dir)
+
+    monkeypatch.setattr(store, "current_version", stale_first)
+    snapshot = store.load(tiny_index.index_dir, tiny_index.index_signature())
+    assert snapshot.version == new and len(reads) == 2
+    assert "ferries.txt" in snapshot.manifest.documents
+
+
+def test_readers_never_fail_while_a_writer_publishes_and_deletes_versions(tiny_index: Settings,
+                                                                           embedder: Embedder) -> None:
+    """Real threads: readers load the index in a loop while a writer publishes version after version."""
+    failures: list[BaseException] = []
+    loaded: set[str] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                loaded.add(store.load(tiny_index.index_dir, tiny_index.index_signature()).version)
+            except BaseException as err:  # noqa: BLE001 - any failure is what the test looks for
+                failures.append(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    published = []
+    for n in range(12):
+        here, there = tiny_index.corpus_dir / "weather.md", tiny_index.corpus_dir / "moved" / "weather.md"
+        there.parent.mkdir(exist_ok=True)
+        (here.rename(there) if n % 2 == 0 else there.rename(here))  # renames need no embedding
+        published.append(ingest(tiny_index, embedder=embedder).version)
+        time.sleep(0.02)
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert failures == []
+    assert len(set(published)) == 12 and len(loaded) >= 2
+
+
+def test_the_assistant_switches_versions_without_restart(tiny_index: Settings, embedder: Embedder) -> None:
+    assistant = Assistant(tiny_index, embedder)
+    first = assistant.ask("How long do domestic cats sleep?")
+    assert first.citations[0].source == "cats.html"
+    (tiny_index.corpus_dir / "cats.html").rename(tiny_index.corpus_dir / "felines.html")
+    version = ingest(tiny_index, embedder=embedder).version
+    second = assistant.ask("How long do domestic cats sleep?")
+    assert (second.index_version, second.citations[0].source) == (version, "felines.html")
+    assert first.index_version != version and second.to_json()["index_version"] == version
