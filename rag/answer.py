@@ -69,7 +69,7 @@ _MEASURES = (r"(?:area|population|size|gdp|revenue|revenues|turnover|price|cost|
              r"capacity|value|salary|rate|percentage|share|volume|output|worth|sum|amount|number|count|total)")
 _TYPE_RULES: list[tuple[str, re.Pattern]] = [
     ("duration", re.compile(r"\bhow long\b|\bhow much time\b|\bhow many (hours|days|minutes|weeks|months|years)\b")),
-    ("date", re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|month|day)\b|\bsince when\b")),
+    ("date", re.compile(r"^\W*(and |so |but )?when\b|\b(what|which|in what) (year|date|month|day)\b|\bsince when\b")),
     ("number", re.compile(rf"\bhow (many|much|big|large|high|old|far)\b|\b(what|which) (is|was|are|were) the "
                           rf"(\w+ )?{_MEASURES}\b|\bwhat {_MEASURES}\b|\b{_MEASURES} of\b")),
     ("person", re.compile(r"^\s*(who|whom|whose)\b")),
@@ -99,7 +99,7 @@ class Evidence:
     support: float  # weighted share of question terms this sentence covers
     similarity: float  # cosine of sentence and query embeddings
     credit: dict[str, float]  # question term stem -> how well this sentence covers it (0..1)
-    names_present: bool  # every name the question mentions is in this sentence or the one before
+    names_present: bool  # the names the question mentions are in this sentence's chunk
     short_answer: str | None = None
 
     @property
@@ -156,10 +156,12 @@ class ExtractiveAnswerer:
         vectors = self.retriever.embed_texts([query] + [s.text for s in sentences])
         similarities = vectors[1:] @ vectors[0]
         evidence = []
+        chunk_stems: dict[int, set[str]] = {}
         for sentence, similarity in zip(sentences, similarities):
             support, credit = self._support(terms, sentence.text, synonyms=False)
-            context = set(_stem(_WORD.findall(f"{sentence.previous} {sentence.text}".lower())))
-            evidence.append(Evidence(sentence, support, float(similarity), credit, names <= context))
+            context = chunk_stems.setdefault(sentence.hit.chunk_id, set(_stem(_WORD.findall(sentence.hit.chunk.text.lower()))))
+            named = len(names & context) >= names_required(names) * len(names)
+            evidence.append(Evidence(sentence, support, float(similarity), credit, named))
         # Synonyms cost a word embedding each: look for them only in the likeliest sentences.
         evidence.sort(key=lambda e: -e.score)
         for item in evidence[: self.synonym_sentences]:
@@ -263,15 +265,22 @@ class ExtractiveAnswerer:
 
 
 def names_in(question: str) -> list[str]:
-    """Capitalised words after the first ("OPPO", "Hong", "Kong"): names a sentence must mention to be
-    about the same thing. Paraphrase does not reach names, so they are matched literally."""
-    tokens = re.findall(r"[A-Za-z][\w'’-]*", question)[1:]
+    """Capitalised words not opening a sentence ("OPPO", "Hong", "Kong"): names a passage must mention to
+    be about the same thing. Paraphrase does not reach names, so they are matched literally. A name in
+    parentheses only spells out its neighbour ("DAG (Directed Acyclic Graph)") and is left out."""
     words = []
-    for token in tokens:
-        token = re.sub(r"['’]s$", "", token)
-        if token[0].isupper() and token.lower() not in STOPWORDS:
-            words += [w for w in _WORD.findall(token.lower()) if w not in STOPWORDS]
-    return words
+    for sentence in re.split(r"(?<=[.?!])\s+", re.sub(r"\([^)]*\)", " ", question)):
+        for token in re.findall(r"[A-Za-z][\w'’-]*", sentence)[1:]:
+            token = re.sub(r"['’]s$", "", token)
+            if token[0].isupper() and token.lower() not in STOPWORDS:
+                words += [w for w in _WORD.findall(token.lower()) if w not in STOPWORDS]
+    return list(dict.fromkeys(words))
+
+
+def names_required(names: set[str]) -> float:
+    """Share of the question's names a passage must mention: all of one or two; half of more, since a
+    question comparing many things is answered by passages naming some of them."""
+    return 1.0 if len(names) <= 2 else 0.5
 
 
 _FOCUS_PATTERNS = [

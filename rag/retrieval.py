@@ -43,24 +43,39 @@ class Sentence:
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) in `text`: lines first (headings have no full stop), then punkt.
+    """Sentence spans (start, end) in `text`: blocks first, then punkt inside each block.
 
+    A line break ends a block after terminal punctuation or after a short line (a heading such as
+    "Perfect partners"); otherwise it is a PDF's layout wrap inside a sentence and is read as a space.
     punkt (bundled with llama-index) keeps "3.28 million" and "U.S." whole, which splitting on "." does not.
     """
     splitter = _sentence_splitter()
     spans: list[tuple[int, int]] = []
-    for line in re.finditer(r"[^\n]+", text):
-        cursor = line.start()
-        for piece in splitter(line.group()):
+    for block_start, block_end in _blocks(text):
+        block = text[block_start:block_end].replace("\n", " ")  # same length: offsets stay valid
+        cursor = 0
+        for piece in splitter(block):
             piece = piece.strip()
-            if not piece:
-                continue
-            start = text.find(piece, cursor, line.end())
+            start = block.find(piece, cursor) if piece else -1
             if start < 0:
                 continue
-            spans.append((start, start + len(piece)))
+            spans.append((block_start + start, block_start + start + len(piece)))
             cursor = start + len(piece)
     return spans
+
+
+def _blocks(text: str) -> list[tuple[int, int]]:
+    blocks: list[tuple[int, int]] = []
+    start = 0
+    for line in re.finditer(r"[^\n]*\n", text):
+        content = line.group().strip()
+        if not content or content[-1] in ".!?:;\"”" or len(content) < 50:
+            if text[start : line.end()].strip():
+                blocks.append((start, line.end() - 1))
+            start = line.end()
+    if text[start:].strip():
+        blocks.append((start, len(text)))
+    return blocks
 
 
 _SPLITTER = None
