@@ -112,6 +112,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings.model_copy(update=overrides))
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from rag.watch import follow
+
+    settings = _settings(args)
+    if args.debounce is not None:
+        settings = Settings(**{**settings.model_dump(), "watch_debounce_s": args.debounce})  # validated
+    return follow(settings)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -188,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.set_defaults(func=cmd_serve)
+
+    p = with_paths(sub.add_parser("watch", help="follow the corpus folder and re-index after each change"))
+    p.add_argument("--debounce", type=float, metavar="SECONDS",
+                   help="quiet time after the last change before re-indexing (default 1, or RAG_WATCH_DEBOUNCE_S)")
+    p.set_defaults(func=cmd_watch)
 
     p = with_paths(sub.add_parser("eval", help="score answers and retrieval on a question set, beside a LlamaIndex baseline"))
     p.add_argument("file", help="questions .jsonl, conversations .jsonl, or a LlamaIndex rag_dataset.json")

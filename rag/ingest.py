@@ -241,6 +241,7 @@ def _ingest_locked(
         diff = plan(settings.corpus_dir, documents)
     except LoadError as err:
         raise IngestError(str(err)) from err
+    store.pause_point("planned")
     report.skipped = list(diff.skipped)
     report.unchanged = list(diff.unchanged)
     report.removed = list(diff.removed)

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         "of a cited passage reaches this. Unsupported sentences are left out of the answer and flagged.",
     )
 
+    # Index lifecycle.
+    watch_debounce_s: float = Field(
+        1.0, ge=0.05, le=600, description="`rag watch` and the app re-index this many seconds after the last "
+        "change in the corpus folder, so a burst of changes (a copy of many files) costs one re-index."
+    )
+
     # Web app.
     host: str = Field("127.0.0.1", description="Address the web app binds to.")
     port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")

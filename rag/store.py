@@ -70,9 +70,10 @@ class IndexCorrupt(IndexProblem):
 
 def pause_point(stage: str) -> None:
     """Fault-test hook: with RAG_TEST_PAUSE_AT=<stage>[:seconds] the writer says so on stderr and sleeps
-    at that stage (default 60 s) so a test can `kill -9` it there. Stages, in order: locked, embedding,
-    written (version dir complete, not published), publishing (CURRENT.tmp written, not renamed),
-    published (CURRENT renamed, old versions not yet deleted). Unset, it costs one getenv."""
+    at that stage (default 60 s) so a test can `kill -9` it there. Stages, in order: locked, planned
+    (corpus diffed, nothing read for embedding yet), embedding (after each batch), written (version dir
+    complete, not published), publishing (CURRENT.tmp written, not renamed), published (CURRENT renamed,
+    old versions not yet deleted). Unset, it costs one getenv."""
     spec = os.environ.get(PAUSE_ENV)
     if not spec:
         return

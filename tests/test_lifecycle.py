@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,9 +23,10 @@ from hypothesis import HealthCheck, Phase, given, settings as hsettings, strateg
 from rag import store
 from rag.chat import Assistant
 from rag.embedding import Embedder
-from rag.ingest import IngestError, check, ingest
+from rag.ingest import IngestError, LockBusy, check, ingest, writer_lock
 from rag.settings import Settings
-from tests.conftest import write_corpus
+from rag.watch import CorpusWatcher
+from tests.conftest import REPO, write_corpus
 
 FACTS = [
     "The lighthouse on Cape Mora was built in 1887.",
@@ -327,3 +331,77 @@ def test_the_assistant_switches_versions_without_restart(tiny_index: Settings, e
     second = assistant.ask("How long do domestic cats sleep?")
     assert (second.index_version, second.citations[0].source) == (version, "felines.html")
     assert first.index_version != version and second.to_json()["index_version"] == version
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_the_watcher_debounces_a_burst_into_one_reindex(tiny_index: Settings, embedder: Embedder) -> None:
+    settings = tiny_index.model_copy(update={"watch_debounce_s": 1.0})
+    corpus = settings.corpus_dir
+    reports = []
+
+    def reindex():
+        reports.append(ingest(settings, embedder=embedder))
+        return reports[-1]
+
+    with CorpusWatcher(settings, reindex).start(sync=False) as watcher:
+        for n in range(5):  # a burst: 5 files, each well inside the debounce interval of the one before
+            (corpus / "new" / f"n{n}.txt").parent.mkdir(exist_ok=True)
+            (corpus / "new" / f"n{n}.txt").write_text(f"Note number {n} says the ferry leaves at {n} pm.")
+            time.sleep(0.05)
+        (corpus / ".upload-tmp").write_text("hidden: staged uploads are not documents")
+        wait_until(lambda: watcher.runs >= 1)
+        assert watcher.wait_idle(60)
+        assert len(reports) == 1 and reports[0].added == [f"new/n{n}.txt" for n in range(5)]
+        assert watcher.last_result is reports[0] and watcher.last_error is None
+        time.sleep(3 * watcher.debounce)  # ingest reading the files raises no event that re-triggers it
+        assert watcher.runs == 1
+
+        (corpus / "new" / "n0.txt").unlink()
+        (corpus / "cats.html").rename(corpus / "felines.html")
+        wait_until(lambda: watcher.runs >= 2)
+        assert watcher.wait_idle(60)
+        assert (reports[1].removed, reports[1].renamed) == (["new/n0.txt"], [("cats.html", "felines.html")])
+    assert check(settings) == []
+
+
+def test_the_watcher_retries_while_another_process_writes(tiny_index: Settings, embedder: Embedder) -> None:
+    settings = tiny_index.model_copy(update={"watch_debounce_s": 0.2})
+    with CorpusWatcher(settings, embedder=embedder).start(sync=False) as watcher:
+        with writer_lock(settings.index_dir):  # stands for a `rag ingest` in another terminal
+            (settings.corpus_dir / "weather.md").unlink()
+            wait_until(lambda: watcher.runs >= 2)  # tried, found the lock taken, tried again
+            assert isinstance(watcher.last_error, LockBusy)
+        wait_until(lambda: watcher.last_error is None and watcher.last_result is not None)
+        assert watcher.last_result.removed == ["weather.md"]
+
+
+def test_rag_watch_follows_the_folder_until_interrupted(tiny_index: Settings) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "watch", "--corpus", str(tiny_index.corpus_dir),
+         "--index", str(tiny_index.index_dir), "--debounce", "0.3"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # the catch-up ingest on start
+        assert re.fullmatch(r"added 0, updated 0, removed 0, unchanged 3 in \d+\.\d s "
+                            r"\(renamed 0, skipped 0, 0 chunks embedded\)\n", first), first
+        (tiny_index.corpus_dir / "ferries.txt").write_text("Ferries leave twice a day from pier 7.")
+        second = process.stdout.readline()
+        assert re.fullmatch(r"added 1, updated 0, removed 0, unchanged 3 in \d+\.\d s "
+                            r"\(renamed 0, skipped 0, 1 chunks embedded\)\n", second), second
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        stderr = process.stderr.read() if process.stderr else ""
+        assert f"watching {tiny_index.corpus_dir} (re-index 0.3 s after the last change); Ctrl-C stops" in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "ferries.txt" in snapshot_of(tiny_index).manifest.documents
