@@ -12,6 +12,7 @@ from rag.ingest import IngestError, ingest
 from rag.schema import Answer
 from rag.settings import Settings
 from rag.store import IndexProblem
+from rag.watch import CorpusWatcher
 from rag.web_documents import Reindexer, documents_tab
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,7 @@ def build_app(settings: Settings) -> gr.Blocks:
     session = ChatSession(settings)
     session.start()
     reindexer = Reindexer(settings, embedder=lambda: session.assistant.embedder if session.assistant else None)
-    # TODO(issue 5): start rag.watch.CorpusWatcher(settings, on_change) here once it exists, re-indexing
-    # through `reindexer` so the app follows corpus/.
+    CorpusWatcher(settings, on_change=reindexer.update).start()  # the app follows corpus/ (see rag/watch.py)
     with gr.Blocks(title="Ask your documents") as app:
         gr.Markdown(
             f"### Ask your documents\nAnswers come only from the files in `{settings.corpus_dir}`, "
