@@ -4,6 +4,7 @@ upload, re-index, an answer citing the new file, delete; and the RAG_AUTH login.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -106,6 +107,14 @@ def test_upload_answer_and_delete_in_the_documents_tab(browser, served, tmp_path
         assert not (settings.corpus_dir / "weather.md").exists()
         assert not confirm.is_visible()
         page.screenshot(path=str(tmp_path / "documents-tab.png"), full_page=True)
+
+        # The app follows corpus/ (rag/watch.py): a file copied in by hand is indexed without a click.
+        (settings.corpus_dir / "by-hand.md").write_text("# By hand\n\nThis note was copied into the folder.")
+        deadline = time.monotonic() + 30
+        while "by-hand.md" not in table_text(page) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            page.locator("#refresh-documents").click()
+        assert "by-hand.md" in table_text(page)
     finally:
         page.close()
 
