@@ -124,6 +124,7 @@ class ExtractiveAnswerer:
     synonym_ceiling = 0.75
     support_margin = 0.35  # how far below the best sentence's support a typed answer may still be taken
     counted_similarity = 0.5  # word cosine at which "deals" counts as the "agreements" after a number
+    embedded_sentences = 30  # sentences compared with the question by embedding
     synonym_sentences = 12  # sentences, best first, searched for synonyms of the question's words
     inherited_weight = 0.3  # weight of a word a follow-up's query inherited from earlier turns
     focus_credit = 0.6  # least credit of the focus word (see focus_words) in a sentence giving a typed answer
@@ -153,15 +154,24 @@ class ExtractiveAnswerer:
         terms += [Term(t.word, t.stem, t.weight * self.inherited_weight)
                   for t in self.question_terms(query) if t.stem not in own]
         names = {n for n in _stem(names_in(query)) if not self.retriever.is_common(n)}
-        vectors = self.retriever.embed_texts([query] + [s.text for s in sentences])
-        similarities = vectors[1:] @ vectors[0]
-        evidence = []
         chunk_stems: dict[int, set[str]] = {}
-        for sentence, similarity in zip(sentences, similarities):
+        evidence = []
+        for sentence in sentences:
             support, credit = self._support(terms, sentence.text, synonyms=False)
-            context = chunk_stems.setdefault(sentence.hit.chunk_id, set(_stem(_WORD.findall(sentence.hit.chunk.text.lower()))))
+            context = chunk_stems.setdefault(
+                sentence.hit.chunk_id, set(_stem(_WORD.findall(sentence.hit.chunk.text.lower())))
+            )
             named = len(names & context) >= names_required(names) * len(names)
-            evidence.append(Evidence(sentence, support, float(similarity), credit, named))
+            evidence.append(Evidence(sentence, support, 0.0, credit, named))
+        # Embedding sentences is the slow step: embed those of the two best chunks (paraphrases share no
+        # words with the question) and the best of the rest by word overlap.
+        best_chunks = {hit.chunk_id for hit in hits[:2]}
+        first = [e for e in evidence if e.sentence.hit.chunk_id in best_chunks]
+        rest = sorted((e for e in evidence if e.sentence.hit.chunk_id not in best_chunks), key=lambda e: -e.support)
+        evidence = (first + rest)[: max(self.embedded_sentences, len(first))]
+        vectors = self.retriever.embed_texts([query] + [e.sentence.text for e in evidence])
+        for item, similarity in zip(evidence, vectors[1:] @ vectors[0]):
+            item.similarity = float(similarity)
         # Synonyms cost a word embedding each: look for them only in the likeliest sentences.
         evidence.sort(key=lambda e: -e.score)
         for item in evidence[: self.synonym_sentences]:
