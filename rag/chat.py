@@ -11,15 +11,22 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag import store
 from rag.answer import STOPWORDS, ExtractiveAnswerer, content_words
 from rag.embedding import Embedder, load_embedder
+from rag.generate import GroundedAnswerer
+from rag.llm import describe_failure, open_llm
 from rag.retrieval import Retriever
 from rag.schema import Answer
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +87,78 @@ def last_query(history: Sequence[Message] | None) -> str | None:
     return None
 
 
+# The LLM's rewrite of a follow-up; a module constant so callers may override it.
+CONDENSE_PROMPT = (
+    "Rewrite the follow-up question as one standalone question that names what it refers to, using the "
+    "conversation below. Reply with the rewritten question only; do not answer it.\n\n"
+    "Conversation:\n{conversation}\n\nFollow-up question: {question}\nStandalone question:"
+)
+
+
+def llm_condense(llm: LLM, question: str, history: Sequence[Message], prompt: str = CONDENSE_PROMPT) -> str | None:
+    """The LLM's standalone form of a follow-up, or None when what it wrote is not a usable rewrite: not a
+    question (the model answered instead), far too long, still a follow-up by `is_follow_up` (an echo), or
+    without the follow-up's own words."""
+    from llama_index.core.llms import ChatMessage
+
+    lines = []
+    for message in list(history)[-4:]:
+        speaker = "User" if message.get("role") == "user" else "Assistant"
+        lines.append(f"{speaker}: {' '.join(str(message.get('content', '')).split())[:300]}")
+    response = llm.chat([ChatMessage(role="user", content=prompt.format(conversation="\n".join(lines),
+                                                                         question=question))])
+    text = (response.message.content or "").strip()
+    text = re.sub(r"^(standalone question|question)\s*:\s*", "", text.splitlines()[0] if text else "", flags=re.I)
+    text = text.strip().strip('"\'“”').strip()
+    own = set(content_words(question))
+    if not text.endswith("?") or len(text) > 2 * len(question) + 200 or is_follow_up(text):
+        return None  # not a question (an answer), rambling, or still leaning on the conversation (an echo)
+    if own and len(own & set(content_words(text))) < len(own) / 2:
+        return None
+    return text
+
+
+def record_turn(history: Sequence[Message], question: str, answer: Answer) -> list[Message]:
+    """The history with one more exchange; the assistant message keeps the whole answer for export."""
+    return list(history) + [
+        {"role": "user", "content": question, "query": answer.query},
+        {"role": "assistant", "content": answer.text, "answer": answer.to_json()},
+    ]
+
+
+def conversation_markdown(history: Sequence[Message], title: str = "Conversation") -> str:
+    """The conversation as Markdown: each question, its standalone query, the answer, its sources."""
+    out = [f"# {title}", ""]
+    for message in history:
+        if message.get("role") == "user":
+            out += [f"**You:** {message.get('content', '')}", ""]
+            query = message.get("query")
+            if query and query != message.get("content"):
+                out += [f"*searched for: {query}*", ""]
+            continue
+        data = message.get("answer") or {}
+        out += [f"**Assistant:** {message.get('content', '')}", ""]
+        if data.get("note"):
+            out += [f"> {data['note']}", ""]
+        unverified = [s for s in data.get("sentences", []) if not s["verified"]]
+        if unverified:
+            out += ["Not verified (left out of the answer):", ""]
+            out += [f"- {s['text']} — {s['reason']}" for s in unverified] + [""]
+        citations = data.get("citations", [])
+        if citations:
+            out += ["Closest passages:" if data.get("refused") else "Sources:", ""]
+        for n, c in enumerate(citations, start=1):
+            page = f"p. {c['page']}, " if c.get("page") is not None else ""
+            flag = "" if c.get("verified", True) else f" (not verified: {c.get('reason')})"
+            quote = " ".join(str(c["text"]).split())
+            out += [f"{n}. `{c['source']}` ({page}chars {c['start']}–{c['end']}){flag}", f"   > {quote}"]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 class Assistant:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None) -> None:
+        """`llm` overrides the one settings.llm_backend would make (tests load a model once and share it)."""
         self.settings = settings
         self._lock = threading.Lock()
         self._snapshot: store.IndexSnapshot | None = None
@@ -90,6 +167,9 @@ class Assistant:
         snapshot = store.load(settings.index_dir, settings.index_signature())
         self.embedder = embedder or load_embedder(settings.embed_model)
         self._install(snapshot)
+        self.llm, self.llm_problem = (llm, None) if llm is not None else open_llm(settings)
+        # An in-process model (llama.cpp) serves one generation at a time; a server queues requests itself.
+        self._llm_lock = None if settings.llm_backend == "openai" else threading.Lock()
 
     @classmethod
     def load(cls, index_dir: Path | str | None = None, settings: Settings | None = None) -> Assistant:
@@ -131,30 +211,82 @@ class Assistant:
         log.info("serving index version %s", snapshot.version)
 
     def ask(self, question: str, history: Sequence[Message] | None = None) -> Answer:
+        """The whole answer at once (the last item `stream` yields)."""
+        answer = None
+        for item in self.stream(question, history):
+            answer = item
+        assert isinstance(answer, Answer)
+        return answer
+
+    def stream(self, question: str, history: Sequence[Message] | None = None) -> Iterator[str | Answer]:
+        """Text pieces as an LLM writes them (none when answering extractively), then the final Answer.
+
+        The pieces are the model's raw words; the Answer is what survived verification, so front ends
+        replace the streamed text with it.
+        """
         started = time.perf_counter()
         question = (question or "").strip()
         if not question:
-            return Answer("Please type a question.", [], refused=True, query="")
+            yield Answer("Please type a question.", [], refused=True, query="")
+            return
         if len(question) > self.settings.max_question_chars:
-            return Answer(
+            yield Answer(
                 f"The question is {len(question):,} characters long; the limit is "
                 f"{self.settings.max_question_chars:,} (setting RAG_MAX_QUESTION_CHARS). Please shorten it.",
                 [],
                 refused=True,
                 query="",
             )
+            return
         retriever = self._refresh()
-        query = condense(question, history)
+        query = self.standalone(question, history)
         t0 = time.perf_counter()
         hits = retriever.search(query, k=self.settings.evidence_chunks)
         t1 = time.perf_counter()
-        answerer = ExtractiveAnswerer(retriever, self.settings)
-        answer = answerer.answer(question, query, hits)
+
+        def extractive() -> Answer:
+            return self._extractive(retriever).answer(question, query, hits)
+
+        if self.llm is None:
+            answer = extractive()
+            if self.llm_problem:
+                answer.note = f"{self.llm_problem}. Answered extractively."
+        else:
+            answerer = GroundedAnswerer(self.llm, self.settings, retriever.embed_texts, extractive, self._llm_lock)
+            answer = None
+            for item in answerer.stream(query, hits):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    yield item
+            assert answer is not None
         t2 = time.perf_counter()
         answer.timings_ms = {
+            "rewrite": (t0 - started) * 1000,
             "retrieve": (t1 - t0) * 1000,
             "answer": (t2 - t1) * 1000,
             "total": (t2 - started) * 1000,
         }
         answer.index_version = retriever.snapshot.version
-        return answer
+        yield answer
+
+    def _extractive(self, retriever: Retriever) -> ExtractiveAnswerer:
+        answerer = ExtractiveAnswerer(retriever, self.settings)
+        return answerer
+
+    def standalone(self, question: str, history: Sequence[Message] | None) -> str:
+        """The query to retrieve with.
+
+        Only a follow-up (by `is_follow_up`) is rewritten, which spares a model call on most turns: by the
+        LLM's condense prompt when one is configured, else, or when the model fails or returns something
+        unusable, by `condense` (no model).
+        """
+        if self.llm is None or not last_query(history) or not is_follow_up(question):
+            return condense(question, history)
+        try:
+            with self._llm_lock or nullcontext():
+                rewritten = llm_condense(self.llm, question, history)
+        except Exception as err:  # the answer step meets the same failure and puts it in the note
+            log.warning("condensing with the LLM failed: %s", describe_failure(self.settings, err))
+            rewritten = None
+        return rewritten or condense(question, history)

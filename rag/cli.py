@@ -21,6 +21,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["corpus_dir"] = Path(args.corpus)
     if getattr(args, "index", None):
         overrides["index_dir"] = Path(args.index)
+    if getattr(args, "llm", None):
+        overrides["llm_backend"] = args.llm
     return Settings(**overrides)
 
 
@@ -54,10 +56,33 @@ def _print_answer(answer, as_json: bool) -> None:
         return
     print(answer.text)
     for n, citation in enumerate(answer.citations, start=1):
-        print(f"  [{n}] {citation.location} score {citation.score:.3f}")
+        flag = "" if citation.verified else f" (not verified: {citation.reason})"
+        print(f"  [{n}] {citation.location} score {citation.score:.3f}{flag}")
         print(f"      \"{citation.text}\"")
+    for check in answer.sentences:
+        if not check.verified:
+            print(f"  not verified, left out: {check.text} — {check.reason}")
     if answer.note:
         print(f"  note: {answer.note}")
+
+
+def _stream_answer(assistant, question: str, history: list[dict] | None = None):
+    """Print the model's words as they arrive, then the checked answer; returns the Answer."""
+    from rag.schema import Answer
+
+    streamed = False
+    answer = None
+    for item in assistant.stream(question, history):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            sys.stdout.write(item)
+            sys.stdout.flush()
+            streamed = True
+    if streamed:
+        print("\n--- checked against the passages ---")
+    _print_answer(answer, as_json=False)
+    return answer
 
 
 def _open_assistant(settings: Settings):
@@ -75,7 +100,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     assistant = _open_assistant(_settings(args))
     if assistant is None:
         return 1
-    _print_answer(assistant.ask(args.question), args.json)
+    if args.json:
+        _print_answer(assistant.ask(args.question), as_json=True)
+    else:
+        _stream_answer(assistant, args.question)
     return 0
 
 
@@ -83,8 +111,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     assistant = _open_assistant(_settings(args))
     if assistant is None:
         return 1
+    from rag.chat import conversation_markdown, record_turn
+
     history: list[dict] = []
-    console.print("Ask a question; an empty line or Ctrl-D quits, /new starts a new conversation.")
+    console.print("Ask a question; an empty line or Ctrl-D quits, /new starts a new conversation, "
+                  "/export FILE saves it as Markdown.")
     while True:
         try:
             question = input("you> ").strip()
@@ -96,12 +127,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if question == "/new":
             history.clear()
             continue
-        answer = assistant.ask(question, history)
-        _print_answer(answer, as_json=False)
+        if question.startswith("/export"):
+            target = Path(question.removeprefix("/export").strip() or "chat.md")
+            target.write_text(conversation_markdown(history), encoding="utf-8")
+            console.print(f"saved {len(history) // 2} exchanges to {target}")
+            continue
+        answer = _stream_answer(assistant, question, history)
         if answer.query != question:
             print(f"  (searched for: {answer.query})")
-        history += [{"role": "user", "content": question, "query": answer.query},
-                    {"role": "assistant", "content": answer.text}]
+        history = record_turn(history, question, answer)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -185,15 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="report drift without changing anything; exit 1 on drift")
     p.set_defaults(func=cmd_ingest)
 
-    p = with_paths(sub.add_parser("ask", help="answer one question"))
+    def with_llm(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--llm", choices=["none", "openai", "llamacpp"],
+                       help="who writes answers (default: extractive, or RAG_LLM_BACKEND)")
+        return p
+
+    p = with_llm(with_paths(sub.add_parser("ask", help="answer one question")))
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
     p.set_defaults(func=cmd_ask)
 
-    p = with_paths(sub.add_parser("chat", help="a conversation in the terminal"))
+    p = with_llm(with_paths(sub.add_parser("chat", help="a conversation in the terminal")))
     p.set_defaults(func=cmd_chat)
 
-    p = with_paths(sub.add_parser("serve", help="the web chat (same as app.py)"))
+    p = with_llm(with_paths(sub.add_parser("serve", help="the web chat (same as app.py)")))
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.set_defaults(func=cmd_serve)

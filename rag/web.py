@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import html
 import logging
+import tempfile
+import time
+from pathlib import Path
 
 import gradio as gr
 
-from rag.chat import Assistant
+from rag.chat import Assistant, conversation_markdown, record_turn
 from rag.ingest import IngestError, ingest
 from rag.schema import Answer
 from rag.settings import Settings
@@ -41,10 +44,26 @@ def answer_messages(answer: Answer) -> list[dict]:
     if answer.query:
         body += f"\n\n<sub>searched for: {html.escape(answer.query)}</sub>"
     messages = [{"role": "assistant", "content": body}]
+    unverified = [s for s in answer.sentences if not s.verified]
+    if unverified:
+        lines = [f"- ⚠ ~~{html.escape(s.text)}~~ — {html.escape(s.reason or '')}" for s in unverified]
+        messages.append({"role": "assistant", "content": "\n".join(lines),
+                         "metadata": {"title": f"Not verified, left out: {len(unverified)} of the model's "
+                                               f"{len(answer.sentences)} sentence{'s' * (len(answer.sentences) > 1)}"}})
     if answer.citations:
         title = "Closest passages" if answer.refused else "Sources"
         messages.append({"role": "assistant", "content": format_sources(answer), "metadata": {"title": title}})
     return messages
+
+
+def export_chat(history: list[dict]) -> str | None:
+    """Write the conversation as Markdown to a fresh temporary file for the download button."""
+    if not history:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
+    path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md"
+    path.write_text(conversation_markdown(history), encoding="utf-8")
+    return str(path)
 
 
 class ChatSession:
@@ -68,26 +87,30 @@ class ChatSession:
             self.problem = (self.problem or "") + f" {err}".rstrip()
 
     def respond(self, question: str, chat: list[dict], history: list[dict]):
+        """A generator: the model's words as they arrive (with a cursor), then the verified answer."""
         question = (question or "").strip()
         if not question:
-            return "", chat, history
+            yield "", chat, history
+            return
         chat = chat + [{"role": "user", "content": html.escape(question)}]
+        yield "", chat, history
         if self.assistant is None:
             self.start()
         if self.assistant is None:
-            chat.append({"role": "assistant", "content": html.escape(self.problem or "No index.")})
-            return "", chat, history
+            yield "", chat + [{"role": "assistant", "content": html.escape(self.problem or "No index.")}], history
+            return
+        written = ""
         try:
-            answer = self.assistant.ask(question, history)
+            for item in self.assistant.stream(question, history):
+                if isinstance(item, str):
+                    written += item
+                    yield "", chat + [{"role": "assistant", "content": html.escape(written) + " ▌"}], history
+                else:
+                    answer = item
         except IndexProblem as err:
-            chat.append({"role": "assistant", "content": html.escape(f"The index cannot be used: {err}")})
-            return "", chat, history
-        chat += answer_messages(answer)
-        history = history + [
-            {"role": "user", "content": question, "query": answer.query},
-            {"role": "assistant", "content": answer.text},
-        ]
-        return "", chat, history
+            yield "", chat + [{"role": "assistant", "content": html.escape(f"The index cannot be used: {err}")}], history
+            return
+        yield "", chat + answer_messages(answer), record_turn(history, question, answer)
 
 
 def build_app(settings: Settings) -> gr.Blocks:
@@ -111,9 +134,11 @@ def build_app(settings: Settings) -> gr.Blocks:
                                           scale=8, elem_id="question", autofocus=True)
                     send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
                     new_chat = gr.Button("New chat", scale=1, elem_id="new-chat")
-                question.submit(session.respond, [question, chatbot, history], [question, chatbot, history])
-                send.click(session.respond, [question, chatbot, history], [question, chatbot, history])
-                new_chat.click(lambda: ([], []), None, [chatbot, history])
+                export = gr.DownloadButton("Export chat as Markdown", value=None, size="sm", elem_id="export-chat")
+                for trigger in (question.submit, send.click):
+                    trigger(session.respond, [question, chatbot, history], [question, chatbot, history]).then(
+                        export_chat, history, export)
+                new_chat.click(lambda: ([], [], None), None, [chatbot, history, export])
             documents_tab(settings, reindexer)
     return app
 
