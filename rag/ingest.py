@@ -284,7 +284,7 @@ def _ingest_locked(
         to_load = sorted(diff.files)
         report.renamed = sorted((old, new) for new, old in diff.renamed.items())
 
-    loaded = _load_and_embed(settings, diff, to_load, embedder, report, tell)
+    loaded = _load_and_embed(settings, diff, to_load, previous, embedder, report, tell)
     report.skipped.sort(key=lambda s: s.path)
     for doc_id in to_load:
         if doc_id not in loaded:  # skipped: it vanished or no longer parses
@@ -348,6 +348,7 @@ def _load_and_embed(
     settings: Settings,
     diff: Plan,
     doc_ids: list[str],
+    previous: store.IndexSnapshot | None,
     embedder: Embedder | None,
     report: IngestReport,
     tell: Progress,
@@ -356,7 +357,8 @@ def _load_and_embed(
 
     Bytes are read once more here and hashed again, so the hash recorded is of the bytes indexed even if
     the file changed since `plan`; a file that vanished or no longer parses is added to report.skipped.
-    Identical files are chunked and embedded once.
+    Identical files are chunked once, and a chunk whose exact text is already in `previous` keeps that
+    vector: an edit near the end of a long document re-embeds only the chunks it touched.
     """
     if not doc_ids:
         return {}
@@ -383,15 +385,18 @@ def _load_and_embed(
             by_digest[digest] = (len(document.pages), chunker.chunk(document))
         doc_digest[doc_id] = digest
 
-    texts = [c.text for _, doc_chunks in by_digest.values() for c in doc_chunks]
+    indexed: dict[str, int] = {}  # chunk text -> a FAISS id holding its vector in `previous`
+    for faiss_id, chunk in (previous.chunks.items() if previous else ()):
+        indexed.setdefault(chunk.text, faiss_id)
+    texts = list(dict.fromkeys(c.text for _, cs in by_digest.values() for c in cs if c.text not in indexed))
     tell(0.4, f"embedding {len(texts)} chunks")
-    matrix = _embed_with_progress(embedder, texts, settings.embed_batch_size, tell)
+    vector_of = dict(zip(texts, _embed_with_progress(embedder, texts, settings.embed_batch_size, tell)))
     report.embedded_chunks = len(texts)
-    parts_of: dict[str, list[tuple[Chunk, np.ndarray]]] = {}
-    row = 0
-    for digest, (_, doc_chunks) in by_digest.items():
-        parts_of[digest] = [(chunk, matrix[row + k]) for k, chunk in enumerate(doc_chunks)]
-        row += len(doc_chunks)
+
+    def vector(text: str) -> np.ndarray:
+        return vector_of[text] if text in vector_of else previous.vector(indexed[text])
+
+    parts_of = {digest: [(c, vector(c.text)) for c in doc_chunks] for digest, (_, doc_chunks) in by_digest.items()}
     return {d: (h, by_digest[h][0], parts_of[h]) for d, h in doc_digest.items()}
 
 

@@ -74,8 +74,9 @@ def memo_embedder(embedder: Embedder) -> MemoEmbedder:
     return MemoEmbedder(embedder)
 
 
-def view(settings: Settings, embedder: Embedder | MemoEmbedder) -> dict:
-    """Everything a reader can observe of the live index, keyed by document and chunk id, never by FAISS id."""
+def view(settings: Settings, embedder: Embedder | MemoEmbedder, questions: list[str] = QUESTIONS) -> dict:
+    """Everything a reader can observe of the live index, keyed by document and chunk id, never by FAISS id:
+    chunks, vectors, BM25 scores and fused hits for `questions`, and the answers to the first two."""
     assistant = Assistant(settings, embedder)
     retriever = assistant._refresh()
     snapshot = retriever.snapshot
@@ -85,14 +86,14 @@ def view(settings: Settings, embedder: Embedder | MemoEmbedder) -> dict:
         documents[doc_id] = (entry.content_hash, entry.pages, [(c.chunk_id, c.page, c.start, c.end, c.text) for c in rows])
     vectors = {snapshot.chunks[i].chunk_id: snapshot.vector(i) for i in snapshot.chunks}
     bm25, hits = {}, {}
-    for question in QUESTIONS:
+    for question in questions:
         rows, scores = snapshot.bm25.retrieve([store.bm25_tokens([question])[0]], k=len(snapshot.chunks),
                                               show_progress=False, n_threads=1)
         bm25[question] = {snapshot.chunks[snapshot.bm25_ids[int(r)]].chunk_id: round(float(s), 5)
                           for r, s in zip(rows[0], scores[0])}
         hits[question] = [(h.chunk.chunk_id, h.score, h.dense_rank, h.bm25_rank) for h in retriever.search(question)]
     answers = {}
-    for question in QUESTIONS[:2]:
+    for question in questions[:2]:
         answer = assistant.ask(question)
         answers[question] = (answer.text, answer.refused,
                              [(c.source, c.page, c.start, c.end, c.text) for c in answer.citations])
@@ -218,6 +219,24 @@ def test_each_kind_of_change_is_reported_and_only_new_text_embedded(tiny_index: 
     (corpus / "conference.txt").unlink()
     report = ingest(tiny_index, embedder=embedder)
     assert (report.removed, report.embedded_chunks) == (["conference.txt"], 0)
+
+
+def test_an_edit_re_embeds_only_the_chunks_whose_text_changed(tmp_path: Path, embedder: Embedder) -> None:
+    text = " ".join(FACTS)
+    corpus = write_corpus(tmp_path / "corpus", {"long.txt": text})
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", chunk_tokens=64, chunk_overlap=0)
+    first = ingest(settings, embedder=embedder)
+    before = snapshot_of(settings)
+    assert first.embedded_chunks == len(before.chunks) >= 2
+    (corpus / "long.txt").write_text(text + " The museum opens at nine.")  # touches the last chunk only
+    report = ingest(settings, embedder=embedder)
+    assert (report.updated, report.embedded_chunks) == (["long.txt"], 1)
+    after = snapshot_of(settings)
+    old = {c.text: before.vector(i) for i, c in before.chunks.items()}
+    kept = [(i, c) for i, c in after.chunks.items() if c.text in old]
+    assert len(kept) == len(after.chunks) - 1
+    for faiss_id, chunk in kept:
+        np.testing.assert_array_equal(after.vector(faiss_id), old[chunk.text])
 
 
 def test_an_unchanged_folder_publishes_nothing_and_loads_no_model(tiny_index: Settings, monkeypatch) -> None:
@@ -385,7 +404,7 @@ def test_the_watcher_retries_while_another_process_writes(tiny_index: Settings, 
 def test_rag_watch_follows_the_folder_until_interrupted(tiny_index: Settings) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.cli", "watch", "--corpus", str(tiny_index.corpus_dir),
-         "--index", str(tiny_index.index_dir), "--debounce", "0.3"],
+         "--index", str(tiny_index.index_dir), "--debounce", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -393,15 +412,16 @@ def test_rag_watch_follows_the_folder_until_interrupted(tiny_index: Settings) ->
         first = process.stdout.readline()  # the catch-up ingest on start
         assert re.fullmatch(r"added 0, updated 0, removed 0, unchanged 3 in \d+\.\d s "
                             r"\(renamed 0, skipped 0, 0 chunks embedded\)\n", first), first
-        (tiny_index.corpus_dir / "ferries.txt").write_text("Ferries leave twice a day from pier 7.")
+        (tiny_index.corpus_dir / "cats.html").rename(tiny_index.corpus_dir / "felines.html")  # needs no model
+        (tiny_index.corpus_dir / "weather.md").unlink()
         second = process.stdout.readline()
-        assert re.fullmatch(r"added 1, updated 0, removed 0, unchanged 3 in \d+\.\d s "
-                            r"\(renamed 0, skipped 0, 1 chunks embedded\)\n", second), second
+        assert re.fullmatch(r"added 0, updated 0, removed 1, unchanged 1 in \d+\.\d s "
+                            r"\(renamed 1, skipped 0, 0 chunks embedded\)\n", second), second
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         stderr = process.stderr.read() if process.stderr else ""
-        assert f"watching {tiny_index.corpus_dir} (re-index 0.3 s after the last change); Ctrl-C stops" in stderr
+        assert f"watching {tiny_index.corpus_dir} (re-index 1 s after the last change); Ctrl-C stops" in stderr
     finally:
         if process.poll() is None:
             process.kill()
-    assert "ferries.txt" in snapshot_of(tiny_index).manifest.documents
+    assert sorted(snapshot_of(tiny_index).manifest.documents) == ["conference.txt", "felines.html"]
