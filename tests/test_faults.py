@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
+from rag import cli, store
 from rag.chat import Assistant
 from rag.embedding import Embedder
 from rag.ingest import LOCK, LockBusy, check, ingest, writer_lock
 from rag.settings import Settings
-from tests.conftest import REPO, TINY_CORPUS, run_rag, write_corpus
+from tests.conftest import REPO, TINY_CORPUS, write_corpus
 
 QUESTION = "How many agreements were signed at the trade conference?"
 # What each killed writer was doing: an added file needs the model (to reach "embedding"); the other
@@ -167,8 +167,10 @@ def test_a_waiting_writer_goes_once_the_lock_is_free(tiny_index: Settings, embed
     thread.join()
 
 
-def test_a_damaged_index_is_named_and_repaired(tiny_index: Settings, embedder: Embedder) -> None:
-    index, corpus = str(tiny_index.index_dir), str(tiny_index.corpus_dir)
+def test_a_damaged_index_is_named_and_repaired(tiny_index: Settings, embedder: Embedder, capsys) -> None:
+    """`rag ingest --check` and `--rebuild` run in-process here (the CLI's own code; the model is the one
+    this test session already loaded), so no child process has to import torch again."""
+    paths = ["--corpus", str(tiny_index.corpus_dir), "--index", str(tiny_index.index_dir)]
     version = store.current_version(tiny_index.index_dir)
     vectors = tiny_index.index_dir / "versions" / version / "vectors.faiss"
     vectors.write_bytes(vectors.read_bytes()[:100])  # truncated
@@ -178,14 +180,15 @@ def test_a_damaged_index_is_named_and_repaired(tiny_index: Settings, embedder: E
     assert str(err.value) == message
     assert check(tiny_index) == [message]
 
-    result = run_rag("ingest", "--check", "--corpus", corpus, "--index", index)
-    assert result.returncode == 1 and message in " ".join(result.stderr.split())
-    result = run_rag("ingest", "--rebuild", "--corpus", corpus, "--index", index)
-    assert result.returncode == 0, result.stderr
-    assert "rebuilt from scratch: rebuild requested" in result.stderr
+    assert cli.main(["ingest", "--check", *paths]) == 1
+    assert capsys.readouterr().err == f"drift {message}\n"
+    assert cli.main(["ingest", "--rebuild", *paths]) == 0
+    out = capsys.readouterr()
+    assert out.err == "rebuilt from scratch: rebuild requested\n"
     assert re.fullmatch(r"added 0, updated 0, removed 0, unchanged 3 in \d+\.\d s "
-                        r"\(renamed 0, skipped 0, 3 chunks embedded\)\n", result.stdout), result.stdout
-    assert check(tiny_index) == []
+                        r"\(renamed 0, skipped 0, 3 chunks embedded\)\n", out.out), out.out
+    assert cli.main(["ingest", "--check", *paths]) == 0
+    assert capsys.readouterr().err == f"index {tiny_index.index_dir} matches {tiny_index.corpus_dir}\n"
     assert Assistant(tiny_index, embedder).ask(QUESTION).short_answer == "33"
 
 
