@@ -271,8 +271,8 @@ class Assistant:
         yield answer
 
     def _extractive(self, retriever: Retriever) -> ExtractiveAnswerer:
-        answerer = ExtractiveAnswerer(retriever, self.settings)
-        return answerer
+        """The answerer without a model: the default, and the fallback of every LLM answer."""
+        return ExtractiveAnswerer(retriever, self.settings)
 
     def standalone(self, question: str, history: Sequence[Message] | None) -> str:
         """The query to retrieve with.
