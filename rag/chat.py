@@ -254,7 +254,7 @@ class Assistant:
         else:
             answerer = GroundedAnswerer(self.llm, self.settings, retriever.embed_texts, extractive, self._llm_lock)
             answer = None
-            for item in answerer.stream(query, hits):
+            for item in answerer.stream(question, query, hits):
                 if isinstance(item, Answer):
                     answer = item
                 else:

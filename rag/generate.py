@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag import store
-from rag.answer import REFUSAL, content_words
+from rag.answer import REFUSAL, answer_type, content_words, find_short_answer
 from rag.llm import describe_failure
 from rag.retrieval import Hit, split_sentences
 from rag.schema import Answer, Citation, SentenceCheck
@@ -66,6 +66,7 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
+_KIND_WORDS = {"person": "name"}  # answer_type's kinds as a reader says them
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ class Passage:
         page = f" p. {self.hit.chunk.page}" if self.hit.chunk.page is not None else ""
         return f"{self.hit.chunk.source}{page}"
 
+    @property
+    def label(self) -> str:
+        """How the prompt names the passage's source, after its number."""
+        page = f", page {self.hit.chunk.page}" if self.hit.chunk.page is not None else ""
+        return f"({self.hit.chunk.source}{page})"
+
     def citation(self, verified: bool = True, reason: str | None = None) -> Citation:
         chunk = self.hit.chunk
         return Citation(source=chunk.source, page=chunk.page, start=chunk.start, end=chunk.end, text=chunk.text,
@@ -98,10 +105,17 @@ def format_passages(passages: Sequence[Passage]) -> str:
     """Each passage under its number and source; a delimiter inside a document cannot close the fence."""
     blocks = []
     for p in passages:
-        page = f", page {p.hit.chunk.page}" if p.hit.chunk.page is not None else ""
         text = p.text.replace(PASSAGES_END, "(delimiter removed)").replace(PASSAGES_START, "(delimiter removed)")
-        blocks.append(f"[{p.number}] ({p.hit.chunk.source}{page})\n{text.strip()}")
+        blocks.append(f"[{p.number}] {p.label}\n{text.strip()}")
     return "\n\n".join(blocks)
+
+
+def strip_labels(text: str, passages: Sequence[Passage]) -> str:
+    """The answer without passage labels the model copied from the prompt ("(report.txt) [2]"): a file name
+    shares words with its passage and would otherwise pass for a supported sentence."""
+    for label in {p.label for p in passages}:
+        text = text.replace(label, " ")
+    return text
 
 
 def build_messages(question: str, passages: Sequence[Passage], system_prompt: str = SYSTEM_PROMPT,
@@ -245,8 +259,10 @@ class Verifier:
                               f"{self.min_overlap:.0%}), closest sentence cosine {cosine:.2f} (needs {self.min_cosine:.2f})")
 
     def check_answer(self, text: str, passages: Sequence[Passage]) -> list[SentenceCheck]:
+        """Every sentence that says something (bare citation markers and punctuation are not sentences)."""
         support: dict[int, SupportText] = {}
-        return [self.check(s, passages, support) for s in answer_sentences(text)]
+        sentences = [s for s in answer_sentences(strip_labels(text, passages)) if _WORD.search(parse_citations(s)[0])]
+        return [self.check(s, passages, support) for s in sentences]
 
 
 def assemble(checks: Sequence[SentenceCheck], passages: Sequence[Passage]) -> tuple[str, list[Citation], list[SentenceCheck]]:
@@ -290,7 +306,7 @@ class GroundedAnswerer:
         self.system_prompt = system_prompt or SYSTEM_PROMPT
         self.user_prompt = user_prompt or USER_PROMPT
 
-    def stream(self, query: str, hits: Sequence[Hit]) -> Iterator[str | Answer]:
+    def stream(self, question: str, query: str, hits: Sequence[Hit]) -> Iterator[str | Answer]:
         """Text pieces as the model writes them, then the verified Answer (always last)."""
         passages = number_passages(hits)
         if not passages:
@@ -307,10 +323,11 @@ class GroundedAnswerer:
         except Exception as err:  # any failure of the model: say why once, and answer without it
             yield self.without_llm(describe_failure(self.settings, err))
             return
-        yield self.finish(query, "".join(parts), passages)
+        yield self.finish(question, query, "".join(parts), passages)
 
-    def finish(self, query: str, text: str, passages: Sequence[Passage]) -> Answer:
-        """Verify what the model wrote; fall back to the extractive answer when no sentence holds."""
+    def finish(self, question: str, query: str, text: str, passages: Sequence[Passage]) -> Answer:
+        """Verify what the model wrote; fall back to the extractive answer when no sentence holds, or
+        when the question asks for a number, date or name and no verified sentence gives one."""
         text = text.strip()
         if is_refusal(text):
             closest = [p.citation() for p in passages[: self.settings.max_citations]]
@@ -318,17 +335,28 @@ class GroundedAnswerer:
                           closest, refused=True, query=query)
         checks = self.verifier.check_answer(text, passages)
         answer_text, citations, checks = assemble(checks, passages)
-        if answer_text:
-            return Answer(answer_text, citations, refused=False, query=query, sentences=checks)
+        if not answer_text:
+            written = f"{len(checks)} sentence{'s' if len(checks) != 1 else ''}" if checks else "nothing"
+            return self._instead(citations, checks, f"The model wrote {written} that the passages do not support")
+        # As for extractive answers: what the question asks for must be in the answer, not only related words.
+        kind = answer_type(question)
+        short = None
+        if kind:
+            short = next((found for c in checks if c.verified and (found := find_short_answer(kind, c.text, question))),
+                         None)
+            if short is None:
+                return self._instead(citations, checks, f"The model's supported sentences give no "
+                                                        f"{_KIND_WORDS.get(kind, kind)}, which the question asks for")
+        return Answer(answer_text, citations, refused=False, query=query, sentences=checks, short_answer=short)
+
+    def _instead(self, citations: list[Citation], checks: list[SentenceCheck], why: str) -> Answer:
+        """The extractive answer, noting why the model's was not used. The passages the model cited follow
+        the extractive answer's own, flagged, so that the sentence checks' numbers still index them."""
         answer = self.fallback()
-        # The passages the model cited follow the extractive answer's own, flagged, so that the sentence
-        # checks' numbers still index Answer.citations.
         offset = len(answer.citations)
         answer.citations = answer.citations + citations
         answer.sentences = [replace(c, citations=tuple(n + offset for n in c.citations)) for c in checks]
-        written = f"{len(checks)} sentence{'s' if len(checks) != 1 else ''}" if checks else "nothing"
-        answer.note = (f"The model wrote {written} that the passages do not support; "
-                       "this is the extractive answer instead.")
+        answer.note = f"{why}; this is the extractive answer instead."
         return answer
 
     def without_llm(self, problem: str) -> Answer:

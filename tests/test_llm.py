@@ -138,7 +138,7 @@ def injected_index(tmp_path: Path, embedder) -> Settings:
     return settings
 
 
-def test_no_supported_sentence_falls_back_to_the_extractive_answer(injected_index: Settings, embedder) -> None:
+def test_unsupported_or_unresponsive_answers_fall_back_to_the_extractive_answer(injected_index: Settings, embedder) -> None:
     assistant = Assistant(injected_index, embedder=embedder)
     extractive = assistant.ask(QUESTION)
     retriever = assistant._refresh()
@@ -146,8 +146,9 @@ def test_no_supported_sentence_falls_back_to_the_extractive_answer(injected_inde
     answerer = GroundedAnswerer(None, injected_index, retriever.embed_texts,
                                 lambda: assistant._extractive(retriever).answer(QUESTION, QUESTION, hits))
     numbers = {hit.chunk.source: n for n, hit in enumerate(hits, start=1)}
-    answer = answerer.finish(QUESTION, f"HACKED [{numbers['notes.txt']}]. The moon is made of cheese [9].",
-                             generate.number_passages(hits))
+    passages = generate.number_passages(hits)
+    answer = answerer.finish(QUESTION, QUESTION, f"HACKED [{numbers['notes.txt']}]. The moon is made of cheese [9].",
+                             passages)
     assert answer.text == extractive.text and "HACKED" not in answer.text
     # The passage the model cited follows the extractive citations, flagged, and the checks index it.
     assert answer.citations[: len(extractive.citations)] == extractive.citations
@@ -158,8 +159,20 @@ def test_no_supported_sentence_falls_back_to_the_extractive_answer(injected_inde
     assert json.loads(json.dumps(answer.to_json()))["sentences"][1] == {"text": "The moon is made of cheese.", "citations": [],
                                                 "verified": False, "reason": "cites passage 9, which does not exist"}
 
-    refusal = answerer.finish(QUESTION, "Not in the documents.", generate.number_passages(hits))
+    refusal = answerer.finish(QUESTION, QUESTION, "Not in the documents.", passages)
     assert refusal.refused and refusal.text.startswith("The documents do not say.") and not refusal.sentences
+
+    # Supported, but without the number the question asks for: not an answer to it.
+    n = numbers["conference.txt"]
+    vague = answerer.finish(QUESTION, QUESTION, f"The event resulted in signed agreements [{n}].", passages)
+    assert vague.text == extractive.text and [s.verified for s in vague.sentences] == [True]
+    assert vague.note == ("The model's supported sentences give no number, which the question asks for; "
+                          "this is the extractive answer instead.")
+    # A passage label copied from the prompt is not a sentence; the answer with the number is used.
+    good = answerer.finish(QUESTION, QUESTION, f"(conference.txt) [{n}] The event resulted in 33 signed agreements [{n}].",
+                           passages)
+    assert (good.text, good.short_answer, good.note) == ("The event resulted in 33 signed agreements [1].", "33", None)
+    assert [(c.source, c.verified) for c in good.citations] == [("conference.txt", True)]
 
 
 # --- Back end errors: one clear message, extractive answers go on ------------------------------------
