@@ -326,8 +326,9 @@ class GroundedAnswerer:
         yield self.finish(question, query, "".join(parts), passages)
 
     def finish(self, question: str, query: str, text: str, passages: Sequence[Passage]) -> Answer:
-        """Verify what the model wrote; fall back to the extractive answer when no sentence holds, or
-        when the question asks for a number, date or name and no verified sentence gives one."""
+        """Verify what the model wrote; fall back to the extractive answer when no sentence holds, when none
+        of the verified ones shares a word with the question, or when the question asks for a number, date
+        or name and none gives one."""
         text = text.strip()
         if is_refusal(text):
             closest = [p.citation() for p in passages[: self.settings.max_citations]]
@@ -338,7 +339,12 @@ class GroundedAnswerer:
         if not answer_text:
             written = f"{len(checks)} sentence{'s' if len(checks) != 1 else ''}" if checks else "nothing"
             return self._instead(citations, checks, f"The model wrote {written} that the passages do not support")
-        # As for extractive answers: what the question asks for must be in the answer, not only related words.
+        # A sentence can be supported by its passage and still not answer: it must speak of what the question
+        # asks about (one of its content words), and give the number, date or name it asks for.
+        asked = _stems(question)
+        if asked and not any(asked & _stems(c.text) for c in checks if c.verified):
+            return self._instead(citations, checks, "The model's supported sentences do not speak of what the "
+                                                    f"question asks about ({', '.join(content_words(question))})")
         kind = answer_type(question)
         short = None
         if kind:

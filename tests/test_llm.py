@@ -168,6 +168,10 @@ def test_unsupported_or_unresponsive_answers_fall_back_to_the_extractive_answer(
     assert vague.text == extractive.text and [s.verified for s in vague.sentences] == [True]
     assert vague.note == ("The model's supported sentences give no number, which the question asks for; "
                           "this is the extractive answer instead.")
+    off_topic = answerer.finish(QUESTION, QUESTION, f"Around 300 representatives attended [{n}].", passages)
+    assert off_topic.text == extractive.text and [s.verified for s in off_topic.sentences] == [True]
+    assert off_topic.note == ("The model's supported sentences do not speak of what the question asks about "
+                              "(agreements, signed, trade, conference); this is the extractive answer instead.")
     # A passage label copied from the prompt is not a sentence; the answer with the number is used.
     good = answerer.finish(QUESTION, QUESTION, f"(conference.txt) [{n}] The event resulted in 33 signed agreements [{n}].",
                            passages)
