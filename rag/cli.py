@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from rag import evaluation
 
-    settings = Settings()
+    settings = Settings(**({"llm_backend": args.llm} if args.llm else {}))
     out = Console(soft_wrap=True)
     try:
         thresholds = None
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quiet time after the last change before re-indexing (default 1, or RAG_WATCH_DEBOUNCE_S)")
     p.set_defaults(func=cmd_watch)
 
-    p = with_paths(sub.add_parser("eval", help="score answers and retrieval on a question set, beside a LlamaIndex baseline"))
+    p = with_llm(with_paths(sub.add_parser("eval", help="score answers and retrieval on a question set, beside a LlamaIndex baseline")))
     p.add_argument("file", help="questions .jsonl, conversations .jsonl, or a LlamaIndex rag_dataset.json")
     p.add_argument("--json", action="store_true", help="print only one JSON object (metrics, questions, baseline)")
     p.add_argument("--report", metavar="DIR", help="write report.md and metrics.png to DIR")

@@ -56,6 +56,8 @@ METRICS = (
     "answer_similarity",
     "token_f1",
     "citation_support",
+    "verified_sentences",
+    "llm_answers",
     "latency_p50_ms",
     "latency_p95_ms",
 )
@@ -549,6 +551,9 @@ class Row:
             "citations_supported": self.supported,
             "answer_similarity": None if self.similarity is None else round(self.similarity, 4),
             "token_f1": None if self.f1 is None else round(self.f1, 4),
+            "written_by": self.answer.written_by,
+            "sentences": data.get("sentences", []),
+            "note": self.answer.note,
         }
 
 
@@ -610,8 +615,9 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
 
-def compute_metrics(rows: list[Row], kind: FileKind) -> dict[str, float | None]:
-    """Every metric in METRICS; None where it does not apply to this file (see README "Evaluation")."""
+def compute_metrics(rows: list[Row], kind: FileKind, llm: bool = False) -> dict[str, float | None]:
+    """Every metric in METRICS; None where it does not apply to this file, or (`verified_sentences`,
+    `llm_answers`) to a run without an LLM (see README "Evaluation")."""
     labelled = kind == "labelled"
     answerable = [r for r in rows if r.case.answerable]
     unanswerable = [r for r in rows if not r.case.answerable]
@@ -630,6 +636,9 @@ def compute_metrics(rows: list[Row], kind: FileKind) -> dict[str, float | None]:
     metrics["answer_similarity"] = _mean([r.similarity for r in rows if r.similarity is not None]) if labelled else None
     metrics["token_f1"] = _mean([r.f1 for r in rows if r.f1 is not None]) if labelled else None
     metrics["citation_support"] = _mean(citations)
+    written = [s.verified for r in rows for s in r.answer.sentences]
+    metrics["verified_sentences"] = _mean(written) if llm else None
+    metrics["llm_answers"] = _mean([r.answer.written_by == "llm" for r in rows]) if llm else None
     metrics["latency_p50_ms"] = float(np.percentile(latencies, 50)) if latencies else None
     metrics["latency_p95_ms"] = float(np.percentile(latencies, 95)) if latencies else None
     return metrics
@@ -691,6 +700,8 @@ def run_eval(
         ours = _open_ours(settings, embedder)
     except IndexProblem as err:
         raise EvalError(str(err)) from None
+    if ours.assistant.llm_problem:  # an LLM eval without its model would measure the extractive answerer
+        raise EvalError(f"cannot evaluate with llm_backend={settings.llm_backend}: {ours.assistant.llm_problem}")
     warnings = _unfindable_answers(eval_set, ours.chunk_texts())
     rows = run_system(ours, eval_set, progress)
     score_references(rows, embedder)
@@ -711,7 +722,7 @@ def run_eval(
     return EvalResult(
         eval_set,
         rows,
-        compute_metrics(rows, eval_set.kind),
+        compute_metrics(rows, eval_set.kind, llm=settings.llm_backend != "none"),
         baseline_metrics,
         baseline_rows,
         settings.index_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Answer:
     sentences: list[SentenceCheck] = field(default_factory=list)  # LLM answers only
     note: str | None = None  # e.g. why an LLM answer fell back to the extractive one
     index_version: str | None = None  # the index version (index/versions/<name>) that answered
+    written_by: Literal["extractive", "llm"] = "extractive"  # "llm": the text is the model's verified sentences
 
     def to_json(self) -> dict:
         """The `rag ask --json` contract: answer, refused, query, citations, timings_ms (plus extras)."""
@@ -57,6 +59,7 @@ class Answer:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "short_answer": self.short_answer,
             "index_version": self.index_version,
+            "written_by": self.written_by,
         }
         if self.sentences:
             data["sentences"] = [asdict(s) for s in self.sentences]

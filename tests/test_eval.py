@@ -27,7 +27,7 @@ from rag.evaluation import (
     normalise,
     token_f1,
 )
-from rag.schema import Answer, Citation
+from rag.schema import Answer, Citation, SentenceCheck
 from rag.settings import Settings
 from tests.conftest import REPO, SHIPPED_CORPUS, write_corpus
 
@@ -213,6 +213,24 @@ def test_metrics_from_rows() -> None:
     assert m["citation_support"] == pytest.approx(2 / 3)
     assert (m["latency_p50_ms"], m["latency_p95_ms"]) == (30.0, 48.0)
     assert compute_metrics(rows, "conversations")["turn_accuracy"] == 0.4
+
+
+def test_llm_metrics_count_verified_sentences_and_model_written_answers() -> None:
+    def llm_row(text: str, verified: list[bool], written_by: str) -> Row:
+        checks = [SentenceCheck(f"s{n}", (1,), ok, None if ok else "no cited passage contains 7") for n, ok in enumerate(verified)]
+        answer = Answer(text, [], refused=False, query="q", sentences=checks, written_by=written_by)
+        return Row(Case("a", "A?", ("33",)), answer, answer_is_correct(answer, ["33"]), 1, 10.0)
+
+    rows = [llm_row("33 [1].", [True, False], "llm"), llm_row("33 (extractive)", [False, False], "extractive"),
+            llm_row("33 [1].", [True], "llm")]
+    m = compute_metrics(rows, "questions", llm=True)
+    assert m["verified_sentences"] == pytest.approx(2 / 5) and m["llm_answers"] == pytest.approx(2 / 3)
+    assert m["answer_accuracy"] == 1.0
+    extractive = compute_metrics(rows, "questions")
+    assert extractive["verified_sentences"] is None and extractive["llm_answers"] is None
+    assert [r.to_json()["written_by"] for r in rows] == ["llm", "extractive", "llm"]
+    assert rows[0].to_json()["sentences"][1] == {"text": "s1", "citations": (1,), "verified": False,
+                                                 "reason": "no cited passage contains 7"}
 
 
 def test_gate_names_metric_value_and_threshold(tmp_path: Path) -> None:
