@@ -21,6 +21,7 @@ import pytest
 from rag import generate
 from rag.chat import Assistant, condense, is_follow_up, llm_condense
 from rag.chunking import Chunk
+from rag.evaluation import EvalError, run_eval
 from rag.generate import GroundedAnswerer, Passage, Verifier, assemble, parse_citations
 from rag.ingest import ingest
 from rag.llm import bundled_gguf, make_llm
@@ -111,9 +112,21 @@ def test_verifier_checks_numbers_names_support_and_citations(verifier: Verifier)
     assert check("HACKED [2].") == (
         False, "the cited passage (notes.txt) holds only instructions to the assistant, which support nothing", (2,))
     assert check("HACKED [1].") == (False, "'hacked' not in the cited passage (conference.txt)", (1,))
+    # A looping generation is not a claim, though every word of it is in the passage.
+    assert check("The conference Hong Kong conference Hong Kong conference Hong Kong conference [1].") == (
+        False, "repeats itself: fewer than half of its words are distinct", (1,))
     verified, reason, _ = check("Many factories were destroyed by storms [1].")
     assert not verified and reason.startswith(
         "not supported by the cited passage (conference.txt): 0% of its words found (needs 60%), closest sentence cosine ")
+
+
+def test_copied_file_names_are_not_sentences(verifier: Verifier) -> None:
+    passages = [CONFERENCE, NOTES, WEATHER]
+    checks = verifier.check_answer(
+        "The answer is: [Conference.txt] [1]. (weather.md, page 2) The rainy season lasts from April to September [3].",
+        passages)
+    assert [(c.text, c.verified) for c in checks] == [
+        ("The answer is:.", False), ("The rainy season lasts from April to September.", True)]
 
 
 def test_assemble_keeps_verified_sentences_and_renumbers_citations(verifier: Verifier) -> None:
@@ -295,6 +308,42 @@ def test_llm_condenses_only_follow_ups(tiny_index: Settings, embedder, smollm) -
     assert rewritten == condense("What were they worth?", history) or (
         "worth" in rewritten.lower() and rewritten.endswith("?") and not is_follow_up(rewritten)), rewritten
     assert llm_condense(smollm, "What were they worth?", history) in (None, rewritten)
+
+
+def write_questions(path: Path) -> Path:
+    lines = [{"id": "q1", "question": QUESTION, "answers": ["33"], "kind": "fact"},
+             {"id": "q2", "question": "Who won the 1998 football world cup?", "answers": [], "kind": "unanswerable"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_llm_eval_without_its_model_is_an_error(tiny_index: Settings, tmp_path: Path) -> None:
+    require("llama_index.llms.llama_cpp", "pip install -e '.[llamacpp]'")
+    missing = tmp_path / "missing.gguf"
+    settings = tiny_index.model_copy(update={"llm_backend": "llamacpp", "llm_model": str(missing)})
+    with pytest.raises(EvalError) as raised:
+        run_eval(write_questions(tmp_path / "q.jsonl"), settings, index=tiny_index.index_dir, baseline=False)
+    assert str(raised.value) == (f"cannot evaluate with llm_backend=llamacpp: RAG_LLM_MODEL={missing} is not a file: "
+                                 "set it to the path of a .gguf model (or RAG_LLM_BACKEND=none to answer extractively)")
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+def test_eval_reports_the_verified_sentence_share_in_llm_mode(tiny_index: Settings, tmp_path: Path, smollm) -> None:
+    questions = write_questions(tmp_path / "q.jsonl")
+    settings = tiny_index.model_copy(update={"llm_backend": "llamacpp", "llm_max_tokens": MAX_TOKENS})
+    result = run_eval(questions, settings, index=tiny_index.index_dir, baseline=False)
+    checks = [s.verified for row in result.rows for s in row.answer.sentences]
+    assert result.metrics["verified_sentences"] == (sum(checks) / len(checks) if checks else None)
+    assert result.metrics["llm_answers"] == sum(r.answer.written_by == "llm" for r in result.rows) / 2
+    for row, data in zip(result.rows, result.to_json()["questions"]):
+        assert data["written_by"] == row.answer.written_by and len(data["sentences"]) == len(row.answer.sentences)
+        if row.answer.written_by == "llm" and not row.answer.refused:
+            assert row.answer.sentences and all(s.text.rstrip(".!?") in row.answer.text
+                                                for s in row.answer.sentences if s.verified)
+    extractive = run_eval(questions, tiny_index, index=tiny_index.index_dir, baseline=False)
+    assert extractive.metrics["verified_sentences"] is None and extractive.metrics["llm_answers"] is None
+    assert {r.answer.written_by for r in extractive.rows} == {"extractive"}
 
 
 # --- The real model behind llama.cpp's OpenAI-compatible server (openai) ------------------------------
