@@ -243,6 +243,9 @@ class ExtractiveAnswerer:
         weaker sentence is usually the date of something else.
         """
         supporting = [e for e in evidence if self.supports(e)]
+        period = period_asked(question)
+        if period:  # a figure with no year attached is not the figure for the year asked about
+            supporting = [e for e in supporting if in_period(period, f"{e.sentence.previous} {e.sentence.text}")]
         if not supporting:
             return None
         if kind is None:
@@ -310,6 +313,30 @@ def focus_words(question: str) -> list[str]:
         if match and match.group(1) not in STOPWORDS and match.group(1) not in _GENERIC_MEASURES:
             return [match.group(1)]
     return []
+
+
+# A question limited to a year: "last year", "this year", "in 2019" (not "in what year", which asks for one,
+# nor "over the years").
+_PERIOD = re.compile(r"\b(?:last|this|next|past|previous|current)\s+(?:fiscal\s+|calendar\s+)?year\b"
+                     r"|\b(?:in|during|for|by|of)\s+((?:1[5-9]|20)\d{2})\b", re.IGNORECASE)
+_YEAR_LEVEL = re.compile(r"\b(?:1[5-9]|20)\d{2}s?\b|\b(?:last|this|next|past|previous|current|each|every|per|a)\s+"
+                         r"(?:fiscal\s+|calendar\s+)?year\b|\bannual(?:ly)?\b|\byearly\b", re.IGNORECASE)
+
+
+def period_asked(question: str) -> str | None:
+    """The year a question is limited to ("2019"), "year" for a relative one ("last year"), or None."""
+    match = _PERIOD.search(question)
+    if not match:
+        return None
+    return match.group(1) or "year"
+
+
+def in_period(period: str, text: str) -> bool:
+    """Whether `text` places what it says in a year: the year asked about, or for "last year" any year or
+    yearly wording. A figure from a dated event ("On March 17 ...") does not answer for a year."""
+    if period != "year":
+        return re.search(rf"\b{period}\b", text) is not None
+    return _YEAR_LEVEL.search(text) is not None
 
 
 def counted_words(question: str) -> list[str]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from rag.answer import REFUSAL, answer_type, counted_words, find_short_answer, focus_words, names_in
+from pathlib import Path
+
+from rag.answer import REFUSAL, answer_type, counted_words, find_short_answer, focus_words, names_in, period_asked
 from rag.chat import Assistant
+from rag.ingest import ingest
 from rag.settings import Settings
+from tests.conftest import write_corpus
 
 
 def test_hybrid_search_ranks_the_right_chunk_first(tiny_index: Settings, embedder) -> None:
@@ -75,6 +79,26 @@ def test_what_a_question_asks_about() -> None:
     assert focus_words("What is the size of the fund?") == []  # too generic to demand
     assert names_in("When was the Hong Kong Productivity Council founded?") == ["hong", "kong", "productivity", "council"]
     assert names_in("What is the GDP of Hong Kong?") == ["gdp", "hong", "kong"]
+    assert period_asked("What was the value of trade last year?") == "year"
+    assert period_asked("How much did exports grow in 2019?") == "2019"
+    assert period_asked("In what year was the fund set up?") is None  # asks for a year, is not limited to one
+    assert period_asked("How much has been invested over the years?") is None
+
+
+def test_a_question_limited_to_a_year_needs_a_figure_for_a_year(tmp_path: Path, embedder) -> None:
+    corpus = write_corpus(tmp_path / "corpus", {
+        "trade.txt": "On March 3 the Avalon harbour fair signed deals worth 1.1 billion dollars. "
+                     "Trade between Avalon and Brightwater reached 5.2 billion dollars in 2023.",
+    })
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    assistant = Assistant(settings, embedder)
+    question = "What was the value of trade between Avalon and Brightwater {}?"
+    assert assistant.ask(question.format("in 2023")).short_answer == "5.2 billion dollars"
+    assert assistant.ask(question.format("last year")).short_answer == "5.2 billion dollars"
+    assert assistant.ask(question.format("in 2021")).refused
+    assert assistant.ask("What was the value of the deals signed at the Avalon harbour fair?").short_answer == (
+        "1.1 billion dollars")
 
 
 def test_refusals_on_the_shipped_article(shipped_index: Settings, embedder) -> None:
@@ -86,6 +110,7 @@ def test_refusals_on_the_shipped_article(shipped_index: Settings, embedder) -> N
         "How many students are enrolled at the City University of Hong Kong (Dongguan)?",  # no count of students
         "Who organised the Dongguan-Hong Kong Industrial Cooperation Exchange Conference?",  # nobody organises
         "What is the capital of France?",
+        "What was the value of trade between Dongguan and Hong Kong last year?",  # 18.47 billion was one event's
     ):
         answer = assistant.ask(question)
         assert answer.refused, (question, answer.text)
