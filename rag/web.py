@@ -86,6 +86,22 @@ class ChatSession:
         except IndexProblem as err:
             self.problem = (self.problem or "") + f" {err}".rstrip()
 
+    def banner_text(self) -> str:
+        """The index problem shown above the tabs ("" when there is none). Rechecked on each page load and
+        after each answer: a document uploaded in the Documents tab fixes "No index could be built", and the
+        warning must not linger."""
+        if self.assistant is None and self.problem:
+            try:
+                self.assistant = Assistant(self.settings)  # the Documents tab's re-index may have built one
+                self.problem = None
+            except IndexProblem:
+                pass
+        return f"**{html.escape(self.problem)}**" if self.problem else ""
+
+    def banner(self) -> gr.Markdown:
+        text = self.banner_text()
+        return gr.Markdown(text, visible=bool(text))
+
     def respond(self, question: str, chat: list[dict], history: list[dict]):
         """A generator: the model's words as they arrive (with a cursor), then the verified answer."""
         question = (question or "").strip()
@@ -123,8 +139,8 @@ def build_app(settings: Settings) -> gr.Blocks:
             f"### Ask your documents\nAnswers come only from the files in `{settings.corpus_dir}`, "
             "with the passages they quote."
         )
-        if session.problem:
-            gr.Markdown(f"**{html.escape(session.problem)}**", elem_id="index-problem")
+        problem = session.banner_text()
+        banner = gr.Markdown(problem, visible=bool(problem), elem_id="index-problem")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat-tab"):
                 chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
@@ -137,9 +153,10 @@ def build_app(settings: Settings) -> gr.Blocks:
                 export = gr.DownloadButton("Export chat as Markdown", value=None, size="sm", elem_id="export-chat")
                 for trigger in (question.submit, send.click):
                     trigger(session.respond, [question, chatbot, history], [question, chatbot, history]).then(
-                        export_chat, history, export)
+                        export_chat, history, export).then(session.banner, None, banner)
                 new_chat.click(lambda: ([], [], None), None, [chatbot, history, export])
             documents_tab(settings, reindexer)
+        app.load(session.banner, None, banner)  # a reloaded page shows the index as it is now
     return app
 
 

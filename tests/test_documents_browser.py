@@ -140,3 +140,34 @@ def test_rag_auth_requires_the_password(browser, served) -> None:  # noqa: F811
         page.locator("#question textarea").wait_for(timeout=10_000)
     finally:
         page.close()
+
+
+def test_the_no_index_warning_goes_once_a_document_is_uploaded(browser, tmp_path) -> None:  # noqa: F811
+    settings = Settings(corpus_dir=write_corpus(tmp_path / "corpus", {}), index_dir=tmp_path / "index")
+    server = Server(settings)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        server.wait()
+        page.goto(server.url)
+        wait_for_text(page, "#index-problem", "No index could be built: ")
+        page.get_by_role("tab", name="Documents").click()
+        upload = write_corpus(tmp_path / "to-upload", {NEW_DOC: NEW_TEXT}) / NEW_DOC
+        page.locator("#upload-files input[type=file]").set_input_files([upload])
+        wait_for_text(page, "#upload-files", NEW_DOC, timeout=10_000)
+        page.locator("#upload").click()
+        wait_for_text(page, "#documents-message", "Index v", timeout=60_000)
+        assert "added 1, updated 0, removed 0," in page.locator("#documents-message").inner_text()
+
+        page.get_by_role("tab", name="Chat").click()
+        ask(page, "How many telescopes does the library lend?")
+        page.locator("#chat").get_by_text("12 —").first.wait_for(timeout=30_000)
+        page.locator("#index-problem").wait_for(state="hidden", timeout=10_000)  # gone after the answer
+
+        fresh = browser.new_page()  # and a page opened now never shows it
+        fresh.goto(server.url)
+        fresh.locator("#question textarea").wait_for(timeout=30_000)
+        fresh.locator("#index-problem").wait_for(state="hidden", timeout=10_000)
+        fresh.close()
+    finally:
+        page.close()
+        server.stop()
