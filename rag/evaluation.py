@@ -573,16 +573,15 @@ def first_evidence_rank(case: Case, ranking: Sequence[str]) -> int | None:
 
 def run_system(system, eval_set: EvalSet, progress: Progress | None = None) -> list[Row]:
     """Ask every question; a conversation's turns share a history as in `rag chat`."""
+    from rag.chat import record_turn
+
     rows: list[Row] = []
     total = len(eval_set.cases)
     for conversation in eval_set.conversations:
         history: list[dict] = []
         for case in conversation:
             reply = system.ask(case.question, history)
-            history += [
-                {"role": "user", "content": case.question, "query": reply.answer.query},
-                {"role": "assistant", "content": reply.answer.text},
-            ]
+            history = record_turn(history, case.question, reply.answer)  # as the web chat and `rag chat` keep it
             rank = first_evidence_rank(case, reply.ranking) if case.answerable else None
             if case.answers is None:  # LabelledRagDataset: no short answer to check
                 found = rank is not None and rank <= PASS_DEPTH
