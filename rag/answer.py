@@ -217,7 +217,7 @@ class ExtractiveAnswerer:
     def answer(self, question: str, query: str, hits: list[Hit]) -> Answer:
         evidence = self.rank_evidence(question, query, hits)
         kind = answer_type(question)
-        chosen = self._choose(evidence, kind, question)
+        chosen = self._choose(evidence, kind, question, query)
         if chosen is None:
             closest = evidence[: self.settings.max_citations]
             return Answer(
@@ -236,12 +236,15 @@ class ExtractiveAnswerer:
             short_answer=chosen.short_answer,
         )
 
-    def _choose(self, evidence: list[Evidence], kind: str | None, question: str) -> Evidence | None:
+    def _choose(self, evidence: list[Evidence], kind: str | None, question: str, query: str = "") -> Evidence | None:
         """The best supporting sentence that holds the kind of answer asked for (any, for open questions).
 
         Only sentences about as supportive as the best one are searched for a typed answer: a date in a
-        weaker sentence is usually the date of something else.
+        weaker sentence is usually the date of something else. What a follow-up's query inherited from the
+        conversation ("OPPO" for "its product series") is what the question is about, so it is not an answer
+        either, as the question's own words are not.
         """
+        known = f"{question} {query}"
         supporting = [e for e in evidence if self.supports(e)]
         period = period_asked(question)
         if period:  # a figure with no year attached is not the figure for the year asked about
@@ -250,15 +253,24 @@ class ExtractiveAnswerer:
             return None
         if kind is None:
             return supporting[0]
+        floor = max(e.support for e in supporting) - self.support_margin
         if kind == "name":  # "which ...": the best sentence answers, led by a name when it holds one
             best = supporting[0]
-            best.short_answer = find_short_answer(kind, best.sentence.text, question)
+            best.short_answer = nearest_to_question(candidates(kind, best.sentence.text, known), best.sentence.text,
+                                                    question)
+            if best.short_answer or not candidates(kind, best.sentence.text, question):
+                return best
+            # Its only names are the conversation's subject: a close sentence naming something else answers.
+            for item in (e for e in supporting[1:] if e.support >= floor):
+                item.short_answer = nearest_to_question(candidates(kind, item.sentence.text, known), item.sentence.text,
+                                                        question)
+                if item.short_answer:
+                    return item
             return best
-        floor = max(e.support for e in supporting) - self.support_margin
         counted = counted_words(question) if kind == "number" else []
         focus = focus_words(question)
         for item in (e for e in supporting if e.support >= floor and self.covers_focus(e, focus)):
-            found = candidates(kind, item.sentence.text, question)
+            found = candidates(kind, item.sentence.text, known)
             if counted:
                 found = [c for c in found if self._counts(counted, item.sentence.text[c[1] :])]
             item.short_answer = nearest_to_question(found, item.sentence.text, question)

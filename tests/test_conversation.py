@@ -61,6 +61,20 @@ def test_condense_carries_the_last_short_answer_and_the_first_topic_without_nest
     assert not is_follow_up("How many representatives attended the conference?")
 
 
+def test_a_follow_up_is_not_answered_with_what_it_refers_to(shipped_index: Settings, embedder) -> None:
+    """"its product series" means OPPO's: the answer is the series, from a close sentence, not OPPO again."""
+    assistant = Assistant(shipped_index, embedder)
+    first = assistant.ask("Which company partnered with Hong Kong Polytechnic University on AI imaging technology?")
+    assert first.short_answer == "OPPO"
+    history = record_turn([], "Which company partnered with Hong Kong Polytechnic University on AI imaging technology?",
+                          first)
+    follow_up = assistant.ask("Which of its product series is given as an example of that partnership?", history)
+    assert follow_up.query == ("Which of its product series is given as an example of that partnership? (OPPO company "
+                               "partnered Hong Kong Polytechnic University AI imaging technology)")
+    assert follow_up.short_answer == "Find X8"
+    assert follow_up.citations[0].text.startswith("The Find X8 series' AI-powered telephoto algorithm")
+
+
 def test_history_export_as_markdown_with_citations(tiny_index: Settings, embedder) -> None:
     assistant = Assistant(tiny_index, embedder=embedder)
     first = assistant.ask("How many agreements were signed at the trade conference?")
