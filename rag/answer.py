@@ -256,14 +256,12 @@ class ExtractiveAnswerer:
         floor = max(e.support for e in supporting) - self.support_margin
         if kind == "name":  # "which ...": the best sentence answers, led by a name when it holds one
             best = supporting[0]
-            best.short_answer = nearest_to_question(candidates(kind, best.sentence.text, known), best.sentence.text,
-                                                    question)
+            best.short_answer = find_short_answer(kind, best.sentence.text, question, known)
             if best.short_answer or not candidates(kind, best.sentence.text, question):
                 return best
             # Its only names are the conversation's subject: a close sentence naming something else answers.
             for item in (e for e in supporting[1:] if e.support >= floor):
-                item.short_answer = nearest_to_question(candidates(kind, item.sentence.text, known), item.sentence.text,
-                                                        question)
+                item.short_answer = find_short_answer(kind, item.sentence.text, question, known)
                 if item.short_answer:
                     return item
             return best
@@ -388,15 +386,16 @@ _LEADING_FILLER = re.compile(
 Candidate = tuple[int, int, str]  # start, end, text in the sentence
 
 
-def find_short_answer(kind: str, sentence: str, question: str) -> str | None:
-    """The candidate of the wanted kind nearest to the question's words in the sentence, not one the
-    question already contains."""
-    return nearest_to_question(candidates(kind, sentence, question), sentence, question)
+def find_short_answer(kind: str, sentence: str, question: str, known: str | None = None) -> str | None:
+    """The candidate of the wanted kind nearest to the question's words in the sentence, not one `known`
+    (default: the question) already contains."""
+    return nearest_to_question(candidates(kind, sentence, known or question), sentence, question)
 
 
-def candidates(kind: str, sentence: str, question: str) -> list[Candidate]:
-    """Every span of the wanted kind in the sentence that the question does not already contain."""
-    question_lower = question.lower()
+def candidates(kind: str, sentence: str, known: str) -> list[Candidate]:
+    """Every span of the wanted kind in the sentence that `known` (the question, or it and its query) does not
+    already contain."""
+    known_lower = known.lower()
     pattern = _PATTERNS["name" if kind in ("person", "name") else kind]
     spans = [(m.start(), m.end()) for m in pattern.finditer(sentence)]
     if kind == "number":
@@ -411,7 +410,7 @@ def candidates(kind: str, sentence: str, question: str) -> list[Candidate]:
             text = re.sub(r"['’]s$", "", text)
             if len(text) < 2 or text.lower() in STOPWORDS or _NOT_NAMES.match(text):
                 continue
-        if text.lower() in question_lower:
+        if text.lower() in known_lower:
             continue
         found.append((start, end, text))
     return found

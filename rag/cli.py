@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from rag import evaluation
 
-    settings = Settings(**({"llm_backend": args.llm} if args.llm else {}))
+    settings = _settings(args)  # --corpus and --index are passed on to run_eval as well: it decides which is used
     out = Console(soft_wrap=True)
     try:
         thresholds = None

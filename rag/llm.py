@@ -160,27 +160,34 @@ def _chat_template(llm) -> Callable[[Sequence[ChatMessage]], str]:
 
 def describe_failure(settings: Settings, err: Exception) -> str:
     """One line for a failed LLM call: what went wrong, which setting to check, and that answers go on."""
-    if settings.llm_backend == "openai":
-        try:
-            import openai
-        except ImportError:  # pragma: no cover - the call could not have been made
-            openai = None
-        if openai is not None and isinstance(err, openai.APITimeoutError):
-            return (f"The LLM server at {settings.llm_base_url} did not answer within {settings.llm_timeout_s:g} s "
+    openai = _openai_client_module() if settings.llm_backend == "openai" else None
+    if openai is not None:
+        url = settings.llm_base_url
+        if isinstance(err, openai.APITimeoutError):
+            return (f"The LLM server at {url} did not answer within {settings.llm_timeout_s:g} s "
                     "(RAG_LLM_TIMEOUT_S): raise it or use a smaller model")
-        if openai is not None and isinstance(err, openai.APIConnectionError):
-            return (f"The LLM server at {settings.llm_base_url} cannot be reached (RAG_LLM_BASE_URL): start it "
+        if isinstance(err, openai.APIConnectionError):
+            return (f"The LLM server at {url} cannot be reached (RAG_LLM_BASE_URL): start it "
                     "(e.g. `ollama serve`) or fix the URL, or set RAG_LLM_BACKEND=none")
-        if openai is not None and isinstance(err, openai.AuthenticationError):
-            return (f"The LLM server at {settings.llm_base_url} refused the API key: put a valid key in the "
+        if isinstance(err, openai.AuthenticationError):
+            return (f"The LLM server at {url} refused the API key: put a valid key in the "
                     f"environment variable {settings.llm_api_key_env} (RAG_LLM_API_KEY_ENV)")
-        if openai is not None and isinstance(err, openai.NotFoundError):
-            return (f"The LLM server at {settings.llm_base_url} does not know model {settings.llm_model!r} "
+        if isinstance(err, openai.NotFoundError):
+            return (f"The LLM server at {url} does not know model {settings.llm_model!r} "
                     "(RAG_LLM_MODEL): set it to a model the server lists under /models")
-        if openai is not None and isinstance(err, openai.APIStatusError):
-            return (f"The LLM server at {settings.llm_base_url} answered with an error ({err.status_code}: "
+        if isinstance(err, openai.APIStatusError):
+            return (f"The LLM server at {url} answered with an error ({err.status_code}: "
                     f"{_short(err)}): check RAG_LLM_MODEL and the server's log")
     return f"The LLM ({settings.llm_backend}) failed: {_short(err)}"
+
+
+def _openai_client_module():
+    """The `openai` package whose errors OpenAILike raises, or None when it is not installed."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - the call could not have been made
+        return None
+    return openai
 
 
 def _short(err: Exception) -> str:

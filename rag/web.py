@@ -80,22 +80,25 @@ class ChatSession:
             log.info("index ready: %s", report.summary())
         except IngestError as err:
             self.problem = f"No index could be built: {err}"
+        problem = self._open_assistant()
+        if problem:
+            self.problem = (self.problem or "") + f" {problem}".rstrip()
+
+    def _open_assistant(self) -> IndexProblem | None:
+        """Open the index; on success there is no problem left to show, on failure the reason is returned."""
         try:
             self.assistant = Assistant(self.settings)
-            self.problem = None
         except IndexProblem as err:
-            self.problem = (self.problem or "") + f" {err}".rstrip()
+            return err
+        self.problem = None
+        return None
 
     def banner_text(self) -> str:
         """The index problem shown above the tabs ("" when there is none). Rechecked on each page load and
         after each answer: a document uploaded in the Documents tab fixes "No index could be built", and the
         warning must not linger."""
         if self.assistant is None and self.problem:
-            try:
-                self.assistant = Assistant(self.settings)  # the Documents tab's re-index may have built one
-                self.problem = None
-            except IndexProblem:
-                pass
+            self._open_assistant()  # the Documents tab's re-index may have built one
         return f"**{html.escape(self.problem)}**" if self.problem else ""
 
     def banner(self) -> gr.Markdown:
