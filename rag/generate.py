@@ -86,19 +86,22 @@ class Passage:
 
     @property
     def name(self) -> str:
-        page = f" p. {self.hit.chunk.page}" if self.hit.chunk.page is not None else ""
-        return f"{self.hit.chunk.source}{page}"
+        chunk = self.hit.chunk
+        page = f" {chunk.label}" if chunk.label else f" p. {chunk.page}" if chunk.page is not None else ""
+        return f"{chunk.source}{page}"
 
     @property
     def label(self) -> str:
         """How the prompt names the passage's source, after its number."""
-        page = f", page {self.hit.chunk.page}" if self.hit.chunk.page is not None else ""
-        return f"({self.hit.chunk.source}{page})"
+        chunk = self.hit.chunk
+        page = f", {chunk.label}" if chunk.label else f", page {chunk.page}" if chunk.page is not None else ""
+        return f"({chunk.source}{page})"
 
     def citation(self, verified: bool = True, reason: str | None = None) -> Citation:
         chunk = self.hit.chunk
         return Citation(source=chunk.source, page=chunk.page, start=chunk.start, end=chunk.end, text=chunk.text,
-                        score=round(self.hit.score, 4), chunk_id=chunk.chunk_id, verified=verified, reason=reason)
+                        score=round(self.hit.score, 4), chunk_id=chunk.chunk_id, verified=verified, reason=reason,
+                        label=chunk.label, ocr=chunk.ocr)
 
 
 def number_passages(hits: Sequence[Hit]) -> list[Passage]:

@@ -14,7 +14,9 @@ A second writer fails at once with "another ingest (pid N) ..." unless asked to 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import itertools
 import logging
 import os
 import time
@@ -28,7 +30,8 @@ import numpy as np
 from rag import store
 from rag.chunking import Chunk, Chunker
 from rag.embedding import Embedder, load_embedder
-from rag.loaders import LoadError, SkippedFile, doc_id_for, hash_bytes, load_document, scan_corpus
+from rag.loaders import LoadError, LoadOptions, SkippedFile, doc_id_for, hash_bytes, scan_corpus
+from rag.parsing import Job, parse_files
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -260,7 +263,7 @@ def _ingest_locked(
             ids = list(range(next_id, next_id + len(parts)))
             next_id += len(parts)
         for position, (faiss_id, (chunk, vector)) in enumerate(zip(ids, parts)):
-            chunks[faiss_id] = Chunk(f"{doc_id}#{position}", doc_id, chunk.page, chunk.start, chunk.end, chunk.text)
+            chunks[faiss_id] = dataclasses.replace(chunk, chunk_id=f"{doc_id}#{position}", source=doc_id)
             vectors[faiss_id] = vector
         kept[doc_id] = store.DocumentEntry(digest, list(ids), pages, indexed_at)
 
@@ -359,56 +362,83 @@ def _load_and_embed(
     the file changed since `plan`; a file that vanished or no longer parses is added to report.skipped.
     Identical files are chunked once, and a chunk whose exact text is already in `previous` keeps that
     vector: an edit near the end of a long document re-embeds only the chunks it touched.
+    Files are parsed in worker processes (rag.parsing: any parser failure, time-out or memory overrun
+    skips that file) while this process chunks and embeds the files already parsed.
     """
     if not doc_ids:
         return {}
+    doc_digest: dict[str, str] = {}  # doc_id -> sha256 of the bytes read for parsing
+    queued: set[str] = set()
+
+    def jobs() -> Iterator[Job]:
+        for doc_id in doc_ids:
+            path = diff.files[doc_id][0]
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                report.skipped.append(_unreadable(doc_id, err))
+                continue
+            digest = hash_bytes(data)
+            doc_digest[doc_id] = digest
+            if digest not in queued:  # identical files are parsed and chunked once
+                queued.add(digest)
+                yield doc_id, path, data
+
+    results = parse_files(jobs(), settings.corpus_dir, LoadOptions.from_settings(settings),
+                          workers=settings.parse_workers, timeout_s=settings.parse_timeout_s,
+                          memory_mb=settings.parse_memory_mb, total=len(doc_ids))
+    tell(0.05, f"parsing {len(doc_ids)} files")
+    first = next(results, None)  # starts the workers; they parse on while the embedder loads
+    if first is None:
+        return {}
     embedder = embedder or load_embedder(settings.embed_model)
     chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
-    by_digest: dict[str, tuple[int, list[Chunk]]] = {}
-    doc_digest: dict[str, str] = {}
-    for n, doc_id in enumerate(doc_ids):
-        tell(0.05 + 0.35 * n / len(doc_ids), f"reading {doc_id}")
-        path = diff.files[doc_id][0]
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            report.skipped.append(_unreadable(doc_id, err))
-            continue
-        digest = hash_bytes(data)
-        if digest not in by_digest:
-            try:
-                document = load_document(path, settings.corpus_dir, data)
-            except LoadError as err:
-                log.warning("skipped %s: %s", doc_id, err)
-                report.skipped.append(SkippedFile(doc_id, str(err)))
-                continue
-            by_digest[digest] = (len(document.pages), chunker.chunk(document))
-        doc_digest[doc_id] = digest
 
     indexed: dict[str, int] = {}  # chunk text -> a FAISS id holding its vector in `previous`
     for faiss_id, chunk in (previous.chunks.items() if previous else ()):
         indexed.setdefault(chunk.text, faiss_id)
-    texts = list(dict.fromkeys(c.text for _, cs in by_digest.values() for c in cs if c.text not in indexed))
-    tell(0.4, f"embedding {len(texts)} chunks")
-    vector_of = dict(zip(texts, _embed_with_progress(embedder, texts, settings.embed_batch_size, tell)))
+    by_digest: dict[str, tuple[int, list[Chunk]]] = {}
+    texts: list[str] = []  # new chunk texts in first-seen order, embedded in batches as parsing goes on
+    queued_texts: set[str] = set()
+    vectors: list[np.ndarray] = []
+    embedded = parsed = pages = 0
+    batch = settings.embed_batch_size
+
+    def embed(final: bool) -> None:
+        """Embed full batches of the texts queued so far (and the rest when `final`). Fixed batches of
+        consecutive texts in first-seen order: the same batches, so the same vectors, as a serial run."""
+        nonlocal embedded
+        while len(texts) - embedded >= batch or (final and embedded < len(texts)):
+            vectors.append(embedder.embed(texts[embedded : embedded + batch], batch_size=batch))
+            embedded = min(embedded + batch, len(texts))
+            store.pause_point("embedding")
+
+    for doc_id, outcome in itertools.chain([first], results):
+        parsed += 1
+        if isinstance(outcome, SkippedFile):
+            report.skipped.append(outcome)
+            continue
+        pages += len(outcome.pages)
+        doc_chunks = chunker.chunk(outcome)
+        by_digest[outcome.content_hash] = (len(outcome.pages), doc_chunks)
+        for chunk in doc_chunks:
+            if chunk.text not in indexed and chunk.text not in queued_texts:
+                queued_texts.add(chunk.text)
+                texts.append(chunk.text)
+        embed(final=False)
+        tell(0.05 + 0.8 * parsed / max(len(queued), 1),
+             f"parsed {parsed}/{len(queued)} files ({pages} pages), embedded {embedded} chunks")
+    embed(final=True)
+    tell(0.9, f"parsed {parsed} files ({pages} pages), embedded {embedded} chunks")
     report.embedded_chunks = len(texts)
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dimension), np.float32)
+    vector_of = dict(zip(texts, matrix))
 
     def vector(text: str) -> np.ndarray:
         return vector_of[text] if text in vector_of else previous.vector(indexed[text])
 
     parts_of = {digest: [(c, vector(c.text)) for c in doc_chunks] for digest, (_, doc_chunks) in by_digest.items()}
-    return {d: (h, by_digest[h][0], parts_of[h]) for d, h in doc_digest.items()}
-
-
-def _embed_with_progress(embedder: Embedder, texts: list[str], batch_size: int, tell: Progress) -> np.ndarray:
-    """Embed in batches so a UI progress bar moves; sentence-transformers' own bar only reaches a terminal."""
-    parts = []
-    for start in range(0, len(texts), batch_size):
-        parts.append(embedder.embed(texts[start : start + batch_size], batch_size=batch_size))
-        done = min(start + batch_size, len(texts))
-        tell(0.4 + 0.5 * done / len(texts), f"embedded {done}/{len(texts)} chunks")
-        store.pause_point("embedding")
-    return np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
+    return {d: (h, by_digest[h][0], parts_of[h]) for d, h in doc_digest.items() if h in by_digest}
 
 
 def check(settings: Settings) -> list[str]:

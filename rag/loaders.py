@@ -1,19 +1,44 @@
 """Files -> documents. A document's id is its path relative to the corpus; its hash is of the raw bytes.
 
-Each loader turns one file into pages of plain text (a text file is one page with number None; a PDF
-has one page per PDF page). A file that cannot be read raises `LoadError` with a reason a person can act
-on; the caller skips it and goes on.
+Each loader turns one file's bytes into pages of plain text: a text file is one page with number None;
+a PDF has one page per PDF page, a slide deck one per slide, a workbook one per sheet, a Word or
+OpenDocument file one per heading-led section. `Page.label` names the slide, sheet or section for
+citations. A table becomes one line per figure that keeps its row label and column header
+("Total net sales | Three Months Ended June 25, 2022 | 82,959."), and `Page.tables` marks those lines
+so the chunker never tears a row apart. Pages without a text layer (scans, images) are read with
+Tesseract OCR and marked `ocr`.
+
+A file that cannot be read raises `LoadError` with a reason a person can act on. Parsers of real-world
+files fail in many more ways than they declare, so callers run `load_document` in a worker process
+(`rag.parsing`), which turns any exception, a time-out or a crash into a skip with a reason.
+
+This module imports no heavy library at the top: worker processes import it, and each parser is
+imported only when a file of its type arrives.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm")
+# Bump when a loader extracts different text from the same bytes: indexes built before are rebuilt
+# (it is part of Settings.index_signature), so an incremental build always equals a fresh one.
+PARSER_VERSION = 2
+
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+HTML_SUFFIXES = (".html", ".htm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+OFFICE_SUFFIXES = (".docx", ".pptx", ".xlsx", ".odt", ".csv")
+# The one list of readable types: scan_corpus, uploads and the README's "Formats" section use it.
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + (".pdf",) + HTML_SUFFIXES + OFFICE_SUFFIXES + IMAGE_SUFFIXES
 
 
 class LoadError(Exception):
@@ -21,9 +46,30 @@ class LoadError(Exception):
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """What the loaders may do; built from Settings (`from_settings`) and sent to worker processes."""
+
+    ocr: bool = True  # read scans and images with Tesseract
+    ocr_language: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
+    ocr_dpi: int = 300  # resolution a PDF page without text is rendered at for OCR
+    pdf_tables: bool = True  # look for tables on PDF pages (pdfplumber) and add them as labelled lines
+
+    @classmethod
+    def from_settings(cls, settings) -> LoadOptions:
+        return cls(settings.ocr, settings.ocr_language, settings.ocr_dpi, settings.pdf_tables)
+
+
+@dataclass(frozen=True)
 class Page:
     text: str
-    number: int | None  # 1-based PDF page, None for single-page formats
+    number: int | None  # 1-based PDF page, slide, sheet or section; None for single-part formats
+    label: str | None = None  # how a citation names the part: "slide 3", "sheet Revenue", "section Results"
+    ocr: bool = False  # the text came from OCR and may hold recognition errors
+    tables: tuple[tuple[int, int], ...] = ()  # character spans of table lines in `text`
+
+    def where(self) -> str:
+        """'slide 3' / 'p. 2' / '' for messages."""
+        return self.label or (f"p. {self.number}" if self.number is not None else "")
 
 
 @dataclass(frozen=True)
@@ -44,36 +90,110 @@ def hash_bytes(data: bytes) -> str:
 
 
 def scan_corpus(corpus_dir: Path) -> tuple[list[Path], list[SkippedFile]]:
-    """All visible files below `corpus_dir`, sorted; files of unknown type are reported as skipped."""
+    """All visible regular files below `corpus_dir`, sorted; the rest that a person may expect indexed
+    (unknown types, symlinks leaving the corpus or pointing nowhere, FIFOs, sockets, devices) are
+    reported as skipped. Nothing is opened here: opening a FIFO blocks.
+
+    A symlink to a file inside the corpus is skipped when its target is itself listed (it would be
+    indexed twice), and listed under its own name when the target is hidden or outside the scan.
+    """
     if not corpus_dir.exists():
         raise LoadError(f"corpus folder {corpus_dir} does not exist: create it and put documents in it")
     if not corpus_dir.is_dir():
         raise LoadError(f"corpus path {corpus_dir} is not a folder: point --corpus at a folder of documents")
+    root = corpus_dir.resolve()
     files: list[Path] = []
     skipped: list[SkippedFile] = []
-    for path in sorted(corpus_dir.rglob("*")):
-        rel = path.relative_to(corpus_dir)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+    links: list[tuple[Path, Path]] = []  # (link, resolved target) of in-corpus symlinks to regular files
+    seen: set[Path] = set()
+    for path in _walk(corpus_dir, root, skipped):
+        rel = path.relative_to(corpus_dir).as_posix()
+        if path.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                skipped.append(SkippedFile(rel, "a symbolic link whose target does not exist: fix or remove the link"))
+                continue
+            if not target.is_relative_to(root):
+                skipped.append(SkippedFile(
+                    rel, f"a symbolic link to {target}, outside the corpus folder: copy the file into the corpus "
+                    "instead (links out of the corpus are not followed)"))
+                continue
+            if not _is_regular(target, rel, skipped):
+                continue
+            links.append((path, target))
             continue
-        if path.suffix.lower() in SUPPORTED_SUFFIXES:
+        if not _is_regular(path, rel, skipped):
+            continue
+        if _supported(path, rel, skipped):
             files.append(path)
-        else:
-            skipped.append(
-                SkippedFile(
-                    rel.as_posix(),
-                    f"unsupported file type '{path.suffix or '(none)'}': convert it to one of "
-                    + ", ".join(SUPPORTED_SUFFIXES),
-                )
-            )
-    return files, skipped
+            seen.add(path.resolve())
+    for link, target in links:
+        rel = link.relative_to(corpus_dir).as_posix()
+        if target in seen:
+            skipped.append(SkippedFile(
+                rel, f"a symbolic link to {target.relative_to(root).as_posix()}, which is indexed already"))
+        elif _supported(link, rel, skipped):
+            files.append(link)
+            seen.add(target)
+    skipped.sort(key=lambda s: s.path)
+    return sorted(files), skipped
+
+
+def _walk(corpus_dir: Path, root: Path, skipped: list[SkippedFile]) -> Iterator[Path]:
+    """Visible entries below the corpus; symlinked folders are not descended (they could loop or leave)."""
+    for dirpath, dirnames, filenames in os.walk(corpus_dir, followlinks=False):
+        base = Path(dirpath)
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            entry = base / name
+            if entry.is_symlink():
+                skipped.append(SkippedFile(
+                    entry.relative_to(corpus_dir).as_posix(),
+                    "a symbolic link to a folder: linked folders are not followed; copy or move the files into "
+                    "the corpus instead"))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (base / d).is_symlink())
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield base / name
+
+
+def _is_regular(path: Path, rel: str, skipped: list[SkippedFile]) -> bool:
+    """True for a regular file; FIFOs, sockets and devices are listed as skipped (never opened)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        skipped.append(SkippedFile(rel, f"cannot read the file ({err.strerror}): check it exists and is readable"))
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    skipped.append(SkippedFile(rel, f"{kind}, not a document: remove it from the corpus folder"))
+    return False
+
+
+def _supported(path: Path, rel: str, skipped: list[SkippedFile]) -> bool:
+    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+        return True
+    skipped.append(SkippedFile(
+        rel, f"unsupported file type '{path.suffix or '(none)'}': convert it to one of " + ", ".join(SUPPORTED_SUFFIXES)))
+    return False
 
 
 def doc_id_for(path: Path, corpus_dir: Path) -> str:
     return path.relative_to(corpus_dir).as_posix()
 
 
-def load_document(path: Path, corpus_dir: Path, data: bytes | None = None) -> SourceDocument:
-    """Read one file into a document. `data` lets the caller pass bytes it already read for hashing."""
+def load_document(
+    path: Path, corpus_dir: Path, data: bytes | None = None, options: LoadOptions | None = None
+) -> SourceDocument:
+    """Read one file into a document. `data` lets the caller pass bytes it already read for hashing.
+
+    Runs the parser in this process: use `rag.parsing` to bound its time and memory.
+    """
+    options = options or LoadOptions()
     if data is None:
         try:
             data = path.read_bytes()
@@ -82,10 +202,15 @@ def load_document(path: Path, corpus_dir: Path, data: bytes | None = None) -> So
     if not data.strip():
         raise LoadError("the file is empty: add text to it or remove it")
     loader = _LOADERS[path.suffix.lower()]
-    pages = tuple(p for p in loader(data) if p.text.strip())
+    pages = tuple(p for p in loader(data, options) if p.text.strip())
     if not pages:
-        raise LoadError("no text could be extracted: if it is a scanned PDF, run OCR on it first")
+        hint = ("it may be a scan: OCR is off (RAG_OCR=false), turn it on to read it" if not options.ocr
+                else "it has no text layer and OCR found no text in it; check that it holds text")
+        raise LoadError(f"no text could be extracted: {hint}")
     return SourceDocument(doc_id_for(path, corpus_dir), hash_bytes(data), pages)
+
+
+# ---------------------------------------------------------------------------------------------- text
 
 
 def _decode_text(data: bytes) -> str:
@@ -101,42 +226,439 @@ def _decode_text(data: bytes) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _load_text(data: bytes) -> list[Page]:
+def _load_text(data: bytes, options: LoadOptions) -> list[Page]:
     return [Page(_decode_text(data), None)]
 
 
-def _load_html(data: bytes) -> list[Page]:
+# -------------------------------------------------------------------------------------------- tables
+
+_NUMBER = re.compile(r"^[\s$€£¥(+-]*\d[\d,.\s]*%?\)?$")
+Rows = list[list[str | None]]  # None: a cell covered by the merged cell to its left (spans forward-fill)
+
+
+def _is_figure(cell: str | None) -> bool:
+    return bool(cell) and bool(_NUMBER.match(cell))
+
+
+def table_lines(rows: Rows) -> list[str]:
+    """One line per figure: "row label | column header | value." (the header rows joined).
+
+    The leading row is the header; up to two more rows count as header rows while they hold no figure and
+    no row label (the "Three Months Ended" / "June 25, 2022" pattern of financial statements). A row's
+    label is its first cell. Every line is self-contained, so any run of lines still says what each
+    figure is; the trailing full stop ends the sentence for the answerer's sentence splitter.
+    """
+    rows = [[(c or "").strip() if c is not None else None for c in row] for row in rows]
+    rows = [r for r in rows if any(r)]
+    if not rows:
+        return []
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    n_header = 1
+    while (n_header < min(3, len(rows) - 1) and not rows[n_header][0]
+           and not any(_is_figure(c) for c in rows[n_header])):
+        n_header += 1
+    headers = [""] * width
+    for row in rows[:n_header]:
+        filled, last = [], ""
+        for cell in row:  # a merged header cell spans the columns after it
+            last = last if cell is None else cell
+            filled.append(last)
+        headers = [" ".join(p for p in (h, c) if p) for h, c in zip(headers, filled)]
+    lines: list[str] = []
+    for row in rows[n_header:]:
+        cells = [c or "" for c in row]
+        label = cells[0]
+        values = [(headers[j], cells[j]) for j in range(1, width) if cells[j]]
+        if not values:  # a label-only row (a sub-heading inside the table)
+            if label:
+                lines.append(_line([headers[0], label] if headers[0] else [label]))
+            continue
+        for header, value in values:
+            lines.append(_line([label, header, value]))
+    if width == 1 or not lines:  # a one-column table is a list: keep its header as a line too
+        lines = [_line([c or ""]) for r in rows for c in r if c]
+    return lines
+
+
+def _line(parts: Iterable[str]) -> str:
+    text = " | ".join(" ".join(p.split()) for p in parts if p and p.strip())
+    return text if text[-1:] in ".!?" else text + "."
+
+
+class _PageText:
+    """Builds one page's text from paragraphs and tables, recording where the tables' lines are."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.tables: list[tuple[int, int]] = []
+
+    def add(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            return
+        if self.parts:
+            self.parts.append("\n")
+            self.length += 1
+        self.parts.append(text)
+        self.length += len(text)
+
+    def table(self, rows: Rows) -> None:
+        text = "\n".join(table_lines(rows))
+        if text:
+            self.add(text)
+            self.tables.append((self.length - len(text), self.length))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def page(self, number: int | None, label: str | None = None, ocr: bool = False) -> Page:
+        return Page(self.text, number, label, ocr, tuple(self.tables))
+
+
+Block = tuple[str, object]  # ("heading", str) | ("text", str) | ("table", Rows)
+
+
+def _sections(blocks: Iterable[Block]) -> list[Page]:
+    """Word-processor blocks -> one page per heading-led section, labelled "section <heading>".
+
+    A document without headings is one page with number None, like a text file.
+    """
+    pages: list[tuple[str | None, _PageText]] = [(None, _PageText())]
+    for kind, value in blocks:
+        if kind == "heading" and str(value).strip():
+            heading = " ".join(str(value).split())
+            pages.append((heading, _PageText()))
+            pages[-1][1].add(heading)
+        elif kind == "table":
+            pages[-1][1].table(value)  # type: ignore[arg-type]
+        else:
+            pages[-1][1].add(str(value))
+    pages = [(h, b) for h, b in pages if b.text.strip()]
+    if len(pages) == 1 and pages[0][0] is None:
+        return [pages[0][1].page(None)]
+    return [body.page(n, f"section {heading}" if heading else None) for n, (heading, body) in enumerate(pages, 1)]
+
+
+# --------------------------------------------------------------------------------------------- HTML
+
+
+def _load_html(data: bytes, options: LoadOptions) -> list[Page]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_decode_text(data), "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
-    lines = (line.strip() for line in soup.get_text("\n").splitlines())
-    return [Page("\n".join(line for line in lines if line), None)]
+    tables: dict[str, Rows] = {}
+    for table in reversed(soup.find_all("table")):  # inner tables first: an outer cell then holds its lines
+        key = f"\x00table{len(tables)}\x00"
+        tables[key] = _html_rows(table)
+        table.replace_with(soup.new_string(f"\n{key}\n"))
+    body = _PageText()
+    for line in soup.get_text("\n").splitlines():
+        line = line.strip()
+        if line in tables:
+            body.table(tables[line])
+        elif line:
+            body.add(line)
+    return [body.page(None)]
 
 
-def _load_pdf(data: bytes) -> list[Page]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _html_rows(table) -> Rows:
+    rows: Rows = []
+    for tr in table.find_all("tr"):
+        if tr.find_parent("table") is not table:
+            continue
+        row: list[str | None] = []
+        for cell in tr.find_all(["th", "td"], recursive=False):
+            row.append(cell.get_text(" ", strip=True))
+            span = cell.get("colspan", "1")
+            row.extend([None] * (min(int(span), 50) - 1 if str(span).isdigit() else 0))
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- PDF
+
+
+def _load_pdf(data: bytes, options: LoadOptions) -> list[Page]:
+    """PDFium (pypdfium2) for text: 13x faster than pypdf on real reports and it opens owner-password
+    PDFs directly. pdfplumber only for tables, on pages whose text looks like one (it is much slower)."""
+    import pypdfium2 as pdfium
 
     if not data.lstrip()[:5] == b"%PDF-":
         raise LoadError("not a PDF (no %PDF- header): the content does not match the .pdf extension")
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise LoadError("the PDF is encrypted: save an unencrypted copy and put that in the corpus")
-        return [Page(page.extract_text() or "", number) for number, page in enumerate(reader.pages, start=1)]
-    except LoadError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as err:
-        raise LoadError(f"the PDF could not be parsed ({err}): re-export it or remove it") from err
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as err:
+        if getattr(err, "err_code", None) == pdfium.raw.FPDF_ERR_PASSWORD:
+            raise LoadError(
+                "the PDF needs a password to open: save a copy without the password and put that in the corpus"
+            ) from err
+        raise LoadError(f"the PDF could not be parsed ({str(err).rstrip('.')}): re-export it or remove it") from err
+    pages: list[Page] = []
+    table_pages: list[int] = []
+    try:
+        for index in range(len(pdf)):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            text = _clean_pdf_text(textpage.get_text_range())
+            textpage.close()
+            if not text.strip() and options.ocr:
+                pages.append(Page(_ocr_pdf_page(page, options), index + 1, ocr=True))
+            else:
+                pages.append(Page(text, index + 1))
+                if options.pdf_tables and _looks_tabular(text):
+                    table_pages.append(index)
+            page.close()
+    finally:
+        pdf.close()
+    if table_pages:
+        pages = _add_pdf_tables(data, pages, table_pages)
+    return pages
 
 
-_LOADERS: dict[str, Callable[[bytes], list[Page]]] = {
-    ".txt": _load_text,
-    ".md": _load_text,
-    ".markdown": _load_text,
+def _clean_pdf_text(text: str) -> str:
+    # PDFium ends lines with \r\n and marks soft hyphens with \x02; NULs are never text.
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-").replace("\x00", "")
+
+
+def _looks_tabular(text: str) -> bool:
+    """At least three lines carrying two or more separate figures: worth asking pdfplumber for tables."""
+    figures = re.compile(r"(?<![\w.,])\(?[$€£]?\d[\d,]*(?:\.\d+)?\)?%?(?![\w])")
+    return sum(1 for line in text.splitlines() if len(figures.findall(line)) >= 2) >= 3
+
+
+def _add_pdf_tables(data: bytes, pages: list[Page], indexes: list[int]) -> list[Page]:
+    """Append each table pdfplumber finds on these pages as labelled lines after the page's text."""
+    import pdfplumber
+
+    out = list(pages)
+    with pdfplumber.open(io.BytesIO(data), pages=[i + 1 for i in indexes]) as pdf:
+        for index, plumber_page in zip(indexes, pdf.pages):
+            tables = [t for t in plumber_page.extract_tables() if len(t) >= 2 and max(len(r) for r in t) >= 2]
+            plumber_page.close()
+            if not tables:
+                continue
+            body = _PageText()
+            body.add(pages[index].text)
+            for rows in tables:
+                body.table(rows)
+            out[index] = body.page(pages[index].number)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- OCR
+
+
+def _ocr(image, options: LoadOptions) -> str:
+    import pytesseract
+
+    try:
+        text = pytesseract.image_to_string(image, lang=options.ocr_language)
+    except pytesseract.TesseractNotFoundError as err:
+        raise LoadError(
+            "it needs OCR and Tesseract is not installed: run `apt-get install tesseract-ocr tesseract-ocr-eng` "
+            "(or `make install`), or set RAG_OCR=false to skip such files"
+        ) from err
+    except pytesseract.TesseractError as err:
+        raise LoadError(
+            f"OCR failed ({err.message.strip() or err.status}): check RAG_OCR_LANGUAGE={options.ocr_language!r} "
+            "names installed Tesseract languages (`tesseract --list-langs`)"
+        ) from err
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _ocr_pdf_page(page, options: LoadOptions) -> str:
+    image = page.render(scale=options.ocr_dpi / 72).to_pil()
+    return _ocr(image, options)
+
+
+def _load_image(data: bytes, options: LoadOptions) -> list[Page]:
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    if not options.ocr:
+        raise LoadError("images are read with OCR, which is off: set RAG_OCR=true to index them")
+    try:
+        image = Image.open(io.BytesIO(data))
+        frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]
+    except (UnidentifiedImageError, OSError) as err:
+        raise LoadError(f"not a readable image ({err}): re-save it as PNG, JPEG or TIFF") from err
+    if len(frames) == 1:
+        return [Page(_ocr(frames[0], options), None, ocr=True)]
+    return [Page(_ocr(frame, options), n, f"page {n}", True) for n, frame in enumerate(frames, start=1)]
+
+
+# ------------------------------------------------------------------------------------------- Office
+
+
+def _office_error(kind: str, err: Exception) -> LoadError:
+    return LoadError(f"not a readable {kind} file ({type(err).__name__}: {err}): open and re-save it, or remove it")
+
+
+def _load_docx(data: bytes, options: LoadOptions) -> list[Page]:
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as err:  # python-docx raises zipfile, lxml and KeyError errors for damaged files
+        raise _office_error("Word (.docx)", err) from err
+
+    def blocks() -> Iterator[Block]:
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                yield "table", _docx_rows(item)
+            elif isinstance(item, Paragraph):
+                style = (item.style.name if item.style is not None else "") or ""
+                heading = style.startswith("Heading") or style == "Title"
+                yield ("heading" if heading else "text"), item.text
+
+    return _sections(blocks())
+
+
+def _docx_rows(table) -> Rows:
+    rows: Rows = []
+    for row in table.rows:
+        cells: list[str | None] = []
+        previous = None
+        for cell in row.cells:  # a merged cell comes back once per grid column it covers
+            cells.append(None if cell._tc is previous else cell.text)
+            previous = cell._tc
+        rows.append(cells)
+    return rows
+
+
+def _load_pptx(data: bytes, options: LoadOptions) -> list[Page]:
+    from pptx import Presentation
+
+    try:
+        deck = Presentation(io.BytesIO(data))
+    except Exception as err:  # python-pptx raises zipfile, lxml and KeyError errors for damaged files
+        raise _office_error("PowerPoint (.pptx)", err) from err
+    pages = []
+    for number, slide in enumerate(deck.slides, start=1):
+        body = _PageText()
+        _pptx_shapes(slide.shapes, body)
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            notes = slide.notes_slide.notes_text_frame.text.strip()
+            if notes:
+                body.add(f"Notes: {notes}")
+        pages.append(body.page(number, f"slide {number}"))
+    return pages
+
+
+def _pptx_shapes(shapes, body: _PageText) -> None:
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
+    for shape in shapes:
+        if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+            _pptx_shapes(shape.shapes, body)
+        elif getattr(shape, "has_table", False) and shape.has_table:
+            body.table([[cell.text for cell in row.cells] for row in shape.table.rows])
+        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            body.add(shape.text_frame.text)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime) and value.time() == time(0):
+        return value.date().isoformat()
+    if isinstance(value, (date, datetime, time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _load_xlsx(data: bytes, options: LoadOptions) -> list[Page]:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises zipfile, KeyError and InvalidFileException for damaged files
+        raise _office_error("Excel (.xlsx)", err) from err
+    pages = []
+    for number, sheet in enumerate(book.worksheets, start=1):
+        rows: Rows = [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        body = _PageText()
+        body.table(rows)
+        pages.append(body.page(number, f"sheet {sheet.title}"))
+    book.close()
+    return pages
+
+
+def _load_csv(data: bytes, options: LoadOptions) -> list[Page]:
+    text = _decode_text(data)
+    try:
+        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows: Rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as err:
+        raise LoadError(f"not a readable CSV file ({err}): check its quoting, or save it as .txt") from err
+    body = _PageText()
+    body.table(rows)
+    return [body.page(None)]
+
+
+def _load_odt(data: bytes, options: LoadOptions) -> list[Page]:
+    from odf import opendocument, teletype
+    from odf.namespaces import TABLENS, TEXTNS
+
+    try:
+        document = opendocument.load(io.BytesIO(data))
+    except Exception as err:  # odfpy raises zipfile, KeyError and XML errors for damaged files
+        raise _office_error("OpenDocument text (.odt)", err) from err
+
+    def rows(table) -> Rows:
+        out: Rows = []
+        for row in table.getElementsByType(_odf_type("table", "TableRow")):
+            cells: list[str | None] = []
+            for cell in row.childNodes:
+                if cell.qname == (TABLENS, "table-cell"):
+                    cells.append(teletype.extractText(cell))
+                    span = cell.getAttribute("numbercolumnsspanned")
+                    cells.extend([None] * (min(int(span), 50) - 1 if span and span.isdigit() else 0))
+            out.append(cells)
+        return out
+
+    def blocks(node) -> Iterator[Block]:
+        for child in node.childNodes:
+            name = getattr(child, "qname", None)
+            if name == (TEXTNS, "h"):
+                yield "heading", teletype.extractText(child)
+            elif name == (TEXTNS, "p"):
+                yield "text", teletype.extractText(child)
+            elif name == (TABLENS, "table"):
+                yield "table", rows(child)
+            elif name is not None:
+                yield from blocks(child)  # lists, sections, frames
+
+    return _sections(blocks(document.text))
+
+
+def _odf_type(module: str, name: str):
+    import importlib
+
+    return getattr(importlib.import_module(f"odf.{module}"), name)
+
+
+_LOADERS: dict[str, Callable[[bytes, LoadOptions], list[Page]]] = {
+    **{suffix: _load_text for suffix in TEXT_SUFFIXES},
     ".pdf": _load_pdf,
-    ".html": _load_html,
-    ".htm": _load_html,
+    **{suffix: _load_html for suffix in HTML_SUFFIXES},
+    ".docx": _load_docx,
+    ".pptx": _load_pptx,
+    ".xlsx": _load_xlsx,
+    ".odt": _load_odt,
+    ".csv": _load_csv,
+    **{suffix: _load_image for suffix in IMAGE_SUFFIXES},
 }
+assert set(_LOADERS) == set(SUPPORTED_SUFFIXES)

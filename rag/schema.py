@@ -9,7 +9,7 @@ from typing import Literal
 @dataclass(frozen=True)
 class Citation:
     source: str  # path relative to the corpus
-    page: int | None  # 1-based PDF page, None for single-page formats
+    page: int | None  # 1-based PDF page, slide, sheet or section; None for single-page formats
     start: int  # character span of `text` in that page's text
     end: int
     text: str  # the quoted passage, verbatim from the corpus
@@ -17,11 +17,15 @@ class Citation:
     chunk_id: str = ""
     verified: bool = True  # the quote was found verbatim in the source chunk
     reason: str | None = None  # why verified is False
+    label: str | None = None  # the page's name where the format has one: "slide 3", "sheet Revenue", "section Results"
+    ocr: bool = False  # the passage was read by OCR and may hold recognition errors
 
     @property
     def location(self) -> str:
-        where = f"p. {self.page}, " if self.page is not None else ""
-        return f"{self.source} ({where}chars {self.start}-{self.end})"
+        """'report.pdf (p. 2, chars 10-80)', 'deck.pptx (slide 3, chars 0-40)', '(..., OCR)' for scanned text."""
+        where = f"{self.label}, " if self.label else f"p. {self.page}, " if self.page is not None else ""
+        ocr = ", OCR" if self.ocr else ""
+        return f"{self.source} ({where}chars {self.start}-{self.end}{ocr})"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,28 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, le=1024, description="Word pieces shared by neighbouring chunks.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
 
+    # Parsing (rag/parsing.py, rag/loaders.py).
+    parse_workers: int = Field(
+        0, ge=0, le=64, description="Worker processes that parse files in parallel; 0: one per CPU core."
+    )
+    parse_timeout_s: float = Field(
+        120.0, gt=0, description="A file whose parsing takes longer is stopped and skipped with a reason."
+    )
+    parse_memory_mb: int = Field(
+        2048, ge=256, description="Address space a parsing worker may use (RLIMIT_AS); a file needing more is "
+        "stopped and skipped with a reason, so one pathological file cannot exhaust the machine.",
+    )
+    ocr: bool = Field(
+        True, description="Read scanned PDF pages (no text layer) and .png/.jpg/.tiff files with Tesseract OCR; "
+        "such text is marked `ocr: true` in citations. False: scans and images are skipped.",
+    )
+    ocr_language: str = Field("eng", description="Tesseract language(s) for OCR, e.g. 'eng' or 'eng+deu'.")
+    ocr_dpi: int = Field(300, ge=72, le=1200, description="Resolution a PDF page is rendered at for OCR.")
+    pdf_tables: bool = Field(
+        True, description="Extract tables from PDF pages that look tabular (pdfplumber) as labelled lines "
+        "('row | column | figure'); False: PDF text only, faster.",
+    )
+
     # Retrieval.
     candidates: int = Field(20, ge=1, le=500, description="Chunks taken from each of dense and BM25 before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
@@ -142,7 +164,10 @@ class Settings(BaseSettings):
 
     def index_signature(self) -> dict[str, object]:
         """The settings an index is built with; a loaded index must match them."""
+        from rag.loaders import PARSER_VERSION
+
         return {
+            "parser": PARSER_VERSION,
             "embed_model": self.embed_model,
             "chunk_tokens": self.chunk_tokens,
             "chunk_overlap": self.chunk_overlap,

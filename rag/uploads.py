@@ -4,9 +4,9 @@ Every upload is judged on its own before anything touches the corpus folder:
   - the name: a plain file name (no folders, no absolute path, no backslash, no leading dot, no control
     characters, at most 255 bytes) with a supported extension;
   - the size: at most `Settings.max_upload_mb`;
-  - the content: it must parse the way ingest will parse it (`rag.loaders.load_document` on the bytes),
-    so a PNG renamed .txt or a ZIP renamed .pdf is turned away here instead of skipped later; .html must
-    contain markup;
+  - the content: it must parse the way ingest will parse it (`rag.parsing.parse_one` on the bytes: the
+    same loaders in a worker process under the same time and memory bounds), so a PNG renamed .txt or a
+    ZIP renamed .pdf is turned away here instead of skipped later; .html must contain markup;
   - the same name with different content is refused unless the caller asks to replace it.
 An accepted file is written to a hidden temporary file inside corpus/ (which scans and watchers ignore)
 and moved into place with `os.replace`, so the folder never holds a half-written document.
@@ -26,7 +26,8 @@ from typing import Literal
 
 import filetype
 
-from rag.loaders import SUPPORTED_SUFFIXES, LoadError, hash_bytes, load_document, scan_corpus
+from rag.loaders import HTML_SUFFIXES, SUPPORTED_SUFFIXES, TEXT_SUFFIXES, LoadError, SkippedFile, hash_bytes, scan_corpus
+from rag.parsing import parse_one
 from rag.settings import Settings
 
 MAX_NAME_BYTES = 255  # what ext4, xfs and btrfs allow for one name
@@ -113,14 +114,13 @@ def check_size(name: str, size: int, settings: Settings) -> None:
 def check_content(name: str, data: bytes, settings: Settings) -> None:
     """Parse the bytes as ingest will; a file that would be skipped there is rejected here."""
     suffix = Path(name).suffix.lower()
-    if suffix in (".txt", ".md", ".markdown", ".html", ".htm") and b"\x00" in data:
+    if suffix in TEXT_SUFFIXES + HTML_SUFFIXES + (".csv",) and b"\x00" in data:
         # the loader only looks at the first 8 KB; an upload is checked whole
         raise UploadRejected(f"'{name}' rejected: binary content (NUL bytes) in a text file{_looks_like(data, suffix)}")
-    try:
-        load_document(settings.corpus_dir / name, settings.corpus_dir, data)
-    except LoadError as err:
-        raise UploadRejected(f"'{name}' rejected: {err}{_looks_like(data, suffix)}") from err
-    if suffix in (".html", ".htm"):
+    outcome = parse_one(settings.corpus_dir / name, settings.corpus_dir, data, settings)
+    if isinstance(outcome, SkippedFile):
+        raise UploadRejected(f"'{name}' rejected: {outcome.reason}{_looks_like(data, suffix)}")
+    if suffix in HTML_SUFFIXES:
         from bs4 import BeautifulSoup
 
         if BeautifulSoup(data.decode("utf-8-sig"), "html.parser").find() is None:

@@ -56,20 +56,32 @@ def test_bad_files_raise_a_reason(tmp_path: Path, name: str, content: bytes | st
     assert reason in str(err.value)
 
 
-def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:
-    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(["Secret text."]))))
-    writer.encrypt("pw")
+def encrypted_pdf(text: str, user_password: str, owner_password: str) -> bytes:
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf([text]))))
+    writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm="AES-256")
     buffer = io.BytesIO()
     writer.write(buffer)
-    with pytest.raises(LoadError, match="the PDF is encrypted: save an unencrypted copy"):
-        load(tmp_path, "secret.pdf", buffer.getvalue())
+    return buffer.getvalue()
+
+
+def test_pdf_needing_a_user_password_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LoadError) as err:
+        load(tmp_path, "secret.pdf", encrypted_pdf("Secret text.", "pw", "owner"))
+    assert str(err.value) == ("the PDF needs a password to open: save a copy without the password and put that "
+                              "in the corpus")
+
+
+def test_pdf_with_only_an_owner_password_opens(tmp_path: Path) -> None:
+    # The norm for filings: viewers open them without asking; only editing is restricted.
+    document = load(tmp_path, "filing.pdf", encrypted_pdf("Quarterly revenue rose.", "", "owner-secret"))
+    assert [(p.number, p.text.strip()) for p in document.pages] == [(1, "Quarterly revenue rose.")]
 
 
 def test_scan_reports_unknown_types_and_ignores_hidden_files(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path, {"a.txt": "x", "b.docx": "x", ".hidden.txt": "x", ".git/c.txt": "x", "sub/d.md": "y"})
+    corpus = write_corpus(tmp_path, {"a.txt": "x", "b.exe": "x", ".hidden.txt": "x", ".git/c.txt": "x", "sub/d.md": "y"})
     files, skipped = scan_corpus(corpus)
     assert [f.relative_to(corpus).as_posix() for f in files] == ["a.txt", "sub/d.md"]
-    assert [(s.path, s.reason.split(":")[0]) for s in skipped] == [("b.docx", "unsupported file type '.docx'")]
+    assert [(s.path, s.reason.split(":")[0]) for s in skipped] == [("b.exe", "unsupported file type '.exe'")]
 
 
 def test_missing_corpus_folder_says_how_to_fix(tmp_path: Path) -> None:

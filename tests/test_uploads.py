@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.loaders import SUPPORTED_SUFFIXES
 from rag.settings import Settings
 from rag.uploads import REPLACE_LABEL, corpus_files, delete_document, store_upload, store_uploads, UploadRejected
 from tests.conftest import TINY_CORPUS, make_pdf, write_corpus
@@ -46,16 +47,18 @@ REJECTIONS = [
     ("", b"no name", "(no name) rejected: the file has no name; give it a name such as 'notes.txt'"),
     ("a\nb.txt", b"newline", "'a\nb.txt' rejected: the name contains control characters; rename the file"),
     ("tool.exe", b"MZ\x90\x00",
-     "'tool.exe' rejected: unsupported file type '.exe'; upload one of .txt, .md, .markdown, .pdf, .html, .htm"),
+     "'tool.exe' rejected: unsupported file type '.exe'; upload one of " + ", ".join(SUPPORTED_SUFFIXES)),
     ("README", b"no extension",
-     "'README' rejected: unsupported file type '(none)'; upload one of .txt, .md, .markdown, .pdf, .html, .htm"),
+     "'README' rejected: unsupported file type '(none)'; upload one of " + ", ".join(SUPPORTED_SUFFIXES)),
     ("report.pdf", ZIP,
      "'report.pdf' rejected: not a PDF (no %PDF- header): the content does not match the .pdf extension "
      "(the content looks like application/zip)"),
     ("broken.pdf", b"%PDF-1.4\n" + bytes(range(256)),
-     "'broken.pdf' rejected: the PDF could not be parsed (Stream has ended unexpectedly): re-export it or remove it"),
+     "'broken.pdf' rejected: the PDF could not be parsed (Failed to load document (PDFium: Data format error)): "
+     "re-export it or remove it"),
     ("scan.pdf", make_pdf([""]),
-     "'scan.pdf' rejected: no text could be extracted: if it is a scanned PDF, run OCR on it first"),
+     "'scan.pdf' rejected: no text could be extracted: it has no text layer and OCR found no text in it; check "
+     "that it holds text"),
     ("photo.txt", PNG,
      "'photo.txt' rejected: binary content (NUL bytes) in a text file (the content looks like image/png)"),
     ("late-nul.md", b"# Title\n" + b"text " * 200 + b"\x00",
