@@ -6,7 +6,8 @@ in a worker of a pebble `ProcessPool`:
   - any exception becomes a `SkippedFile` whose reason says what went wrong and what to do;
   - a parse running past `Settings.parse_timeout_s` is stopped (pebble kills that worker and starts a
     fresh one) and skipped;
-  - each worker runs under RLIMIT_AS = `Settings.parse_memory_mb`: a file needing more raises MemoryError
+  - each worker runs under RLIMIT_AS (`Settings.parse_memory_mb` more than it maps when it starts): a file
+    needing more raises MemoryError
     or kills its worker, and is skipped; a worker that dies for any reason is replaced.
 Results come back in the order the files were given, so a parallel run equals a serial one.
 
@@ -43,9 +44,21 @@ def worker_count(workers: int, jobs: int) -> int:
 
 
 def _limit_memory(memory_mb: int) -> None:
-    """Pool initializer: cap this worker's address space so one file cannot exhaust the machine."""
-    limit = memory_mb * 1024 * 1024
+    """Pool initializer: cap this worker's address space so one file cannot exhaust the machine.
+
+    The cap is `memory_mb` on top of what the worker already maps: a worker starts with whatever the
+    main module imported (torch and gradio map gigabytes of address space), which is not the parser's.
+    """
+    limit = (_mapped_bytes() + memory_mb * 1024 * 1024)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _parse(doc_id: str, path: Path, data: bytes, corpus_dir: Path, options: LoadOptions, memory_mb: int) -> Outcome:
