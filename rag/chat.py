@@ -22,7 +22,8 @@ from rag.embedding import Embedder, load_embedder
 from rag.generate import GroundedAnswerer
 from rag.llm import describe_failure, open_llm
 from rag.retrieval import Retriever
-from rag.schema import Answer
+from rag.render import conversation_markdown  # noqa: F401  (the export, re-exported for callers)
+from rag.schema import Answer, Turn
 from rag.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A message in history: {"role": "user" | "assistant", "content": str, "query": optional standalone query}.
-Message = dict
 
 _DEPENDENT = re.compile(
     r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|then|the same|such)\b",
@@ -53,7 +52,7 @@ def topic_of(text: str) -> str:
     return " ".join(dict.fromkeys(w for w in words if w.lower().strip("()") not in STOPWORDS))
 
 
-def condense(question: str, history: Sequence[Message] | None) -> str:
+def condense(question: str, history: Sequence[Turn] | None) -> str:
     """Rewrite a follow-up into a standalone query without a model: append the conversation's topic.
 
     "When did it open?" after "Tell me about the City University of Hong Kong (Dongguan)" becomes
@@ -67,24 +66,19 @@ def condense(question: str, history: Sequence[Message] | None) -> str:
     return f"{question} ({topic})" if topic else question
 
 
-def conversation_topic(history: Sequence[Message] | None) -> str:
+def conversation_topic(history: Sequence[Turn] | None) -> str:
     """The last answer's short answer ("OPPO": what "its" most likely means) and the words of the latest
     question that stood on its own (follow-ups inherit it, so topics do not nest)."""
-    users = [m for m in history or [] if m.get("role") == "user"]
-    if not users:
+    if not history:
         return ""
-    anchor = next((m for m in reversed(users) if not is_follow_up(m.get("content", ""))), users[-1])
-    last = history[-1] if history and history[-1].get("role") == "assistant" else {}
-    short = (last.get("answer") or {}).get("short_answer") or ""
-    return " ".join(part for part in (short, topic_of(anchor.get("content", ""))) if part)
+    anchor = next((t for t in reversed(history) if not is_follow_up(t.question)), history[-1])
+    short = history[-1].answer.short_answer or ""
+    return " ".join(part for part in (short, topic_of(anchor.question)) if part)
 
 
-def last_query(history: Sequence[Message] | None) -> str | None:
-    """The standalone query of the latest user turn (its rewritten form when known)."""
-    for message in reversed(history or []):
-        if message.get("role") == "user":
-            return message.get("query") or message.get("content")
-    return None
+def last_query(history: Sequence[Turn] | None) -> str | None:
+    """The standalone query of the latest turn (its rewritten form when known)."""
+    return history[-1].query if history else None
 
 
 # The LLM's rewrite of a follow-up; a module constant so callers may override it.
@@ -95,16 +89,16 @@ CONDENSE_PROMPT = (
 )
 
 
-def llm_condense(llm: LLM, question: str, history: Sequence[Message], prompt: str = CONDENSE_PROMPT) -> str | None:
+def llm_condense(llm: LLM, question: str, history: Sequence[Turn], prompt: str = CONDENSE_PROMPT) -> str | None:
     """The LLM's standalone form of a follow-up, or None when what it wrote is not a usable rewrite: not a
     question (the model answered instead), far too long, still a follow-up by `is_follow_up` (an echo), or
     without the follow-up's own words."""
     from llama_index.core.llms import ChatMessage
 
     lines = []
-    for message in list(history)[-4:]:
-        speaker = "User" if message.get("role") == "user" else "Assistant"
-        lines.append(f"{speaker}: {' '.join(str(message.get('content', '')).split())[:300]}")
+    for turn in list(history)[-2:]:
+        for speaker, said in (("User", turn.question), ("Assistant", turn.answer.text)):
+            lines.append(f"{speaker}: {' '.join(said.split())[:300]}")
     response = llm.chat([ChatMessage(role="user", content=prompt.format(conversation="\n".join(lines),
                                                                          question=question))])
     text = (response.message.content or "").strip()
@@ -118,42 +112,9 @@ def llm_condense(llm: LLM, question: str, history: Sequence[Message], prompt: st
     return text
 
 
-def record_turn(history: Sequence[Message], question: str, answer: Answer) -> list[Message]:
-    """The history with one more exchange; the assistant message keeps the whole answer for export."""
-    return list(history) + [
-        {"role": "user", "content": question, "query": answer.query},
-        {"role": "assistant", "content": answer.text, "answer": answer.to_json()},
-    ]
-
-
-def conversation_markdown(history: Sequence[Message], title: str = "Conversation") -> str:
-    """The conversation as Markdown: each question, its standalone query, the answer, its sources."""
-    out = [f"# {title}", ""]
-    for message in history:
-        if message.get("role") == "user":
-            out += [f"**You:** {message.get('content', '')}", ""]
-            query = message.get("query")
-            if query and query != message.get("content"):
-                out += [f"*searched for: {query}*", ""]
-            continue
-        data = message.get("answer") or {}
-        out += [f"**Assistant:** {message.get('content', '')}", ""]
-        if data.get("note"):
-            out += [f"> {data['note']}", ""]
-        unverified = [s for s in data.get("sentences", []) if not s["verified"]]
-        if unverified:
-            out += ["Not verified (left out of the answer):", ""]
-            out += [f"- {s['text']} — {s['reason']}" for s in unverified] + [""]
-        citations = data.get("citations", [])
-        if citations:
-            out += ["Closest passages:" if data.get("refused") else "Sources:", ""]
-        for n, c in enumerate(citations, start=1):
-            page = f"p. {c['page']}, " if c.get("page") is not None else ""
-            flag = "" if c.get("verified", True) else f" (not verified: {c.get('reason')})"
-            quote = " ".join(str(c["text"]).split())
-            out += [f"{n}. `{c['source']}` ({page}chars {c['start']}–{c['end']}){flag}", f"   > {quote}"]
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
+def record_turn(history: Sequence[Turn], question: str, answer: Answer) -> list[Turn]:
+    """The history with one more exchange; the turn keeps the whole answer (export, evidence pane)."""
+    return [*history, Turn(question, answer)]
 
 
 class Assistant:
@@ -210,7 +171,7 @@ class Assistant:
         self._retriever = Retriever(snapshot, self.embedder, self.settings)
         log.info("serving index version %s", snapshot.version)
 
-    def ask(self, question: str, history: Sequence[Message] | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[Turn] | None = None) -> Answer:
         """The whole answer at once (the last item `stream` yields)."""
         answer = None
         for item in self.stream(question, history):
@@ -218,7 +179,7 @@ class Assistant:
         assert isinstance(answer, Answer)
         return answer
 
-    def stream(self, question: str, history: Sequence[Message] | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: Sequence[Turn] | None = None) -> Iterator[str | Answer]:
         """Text pieces as an LLM writes them (none when answering extractively), then the final Answer.
 
         The pieces are the model's raw words; the Answer is what survived verification, so front ends
@@ -274,7 +235,7 @@ class Assistant:
         """The answerer without a model: the default, and the fallback of every LLM answer."""
         return ExtractiveAnswerer(retriever, self.settings)
 
-    def standalone(self, question: str, history: Sequence[Message] | None) -> str:
+    def standalone(self, question: str, history: Sequence[Turn] | None) -> str:
         """The query to retrieve with.
 
         Only a follow-up (by `is_follow_up`) is rewritten, which spares a model call on most turns: by the

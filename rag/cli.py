@@ -13,6 +13,7 @@ from rich.console import Console
 from rag.settings import Settings
 
 console = Console(stderr=True, soft_wrap=True)
+stdout = Console(soft_wrap=True, highlight=False)  # answers; styled only when stdout is a terminal
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -50,24 +51,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_answer(answer, as_json: bool) -> None:
+def _print_answer(answer, as_json: bool, question: str | None = None) -> None:
     if as_json:
         print(json.dumps(answer.to_json(), ensure_ascii=False, indent=1))
         return
-    print(answer.text)
-    for n, citation in enumerate(answer.citations, start=1):
-        flag = "" if citation.verified else f" (not verified: {citation.reason})"
-        print(f"  [{n}] {citation.location} score {citation.score:.3f}{flag}")
-        print(f"      \"{citation.text}\"")
-    for check in answer.sentences:
-        if not check.verified:
-            print(f"  not verified, left out: {check.text} — {check.reason}")
-    if answer.note:
-        print(f"  note: {answer.note}")
+    from rag.render import answer_text
+
+    stdout.print(answer_text(answer, question))
 
 
-def _stream_answer(assistant, question: str, history: list[dict] | None = None):
+def _stream_answer(assistant, question: str, history: list | None = None):
     """Print the model's words as they arrive, then the checked answer; returns the Answer."""
+    from rag.render import printable
     from rag.schema import Answer
 
     streamed = False
@@ -76,12 +71,12 @@ def _stream_answer(assistant, question: str, history: list[dict] | None = None):
         if isinstance(item, Answer):
             answer = item
         else:
-            sys.stdout.write(item)
+            sys.stdout.write(printable(item))
             sys.stdout.flush()
             streamed = True
     if streamed:
         print("\n--- checked against the passages ---")
-    _print_answer(answer, as_json=False)
+    _print_answer(answer, as_json=False, question=question)
     return answer
 
 
@@ -113,8 +108,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         return 1
     from rag.chat import conversation_markdown, record_turn
 
-    history: list[dict] = []
-    console.print("Ask a question; an empty line or Ctrl-D quits, /new starts a new conversation, "
+    history: list = []  # of rag.schema.Turn
+    console.print("Ask a question; /quit, /exit, an empty line or Ctrl-D quits, /new starts a new conversation, "
                   "/export FILE saves it as Markdown.")
     while True:
         try:
@@ -122,19 +117,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
         except (EOFError, KeyboardInterrupt):
             print()
             return 0
-        if not question:
+        if not question or question in ("/quit", "/exit"):
             return 0
         if question == "/new":
             history.clear()
+            console.print("new conversation")
             continue
         if question.startswith("/export"):
             target = Path(question.removeprefix("/export").strip() or "chat.md")
             target.write_text(conversation_markdown(history), encoding="utf-8")
-            console.print(f"saved {len(history) // 2} exchanges to {target}")
+            console.print(f"saved {len(history)} exchanges to {target}", markup=False, highlight=False)
+            continue
+        if question.startswith("/"):
+            console.print(f"unknown command {question.split()[0]!r}: use /new, /export FILE, /quit or /exit",
+                          markup=False, highlight=False)
             continue
         answer = _stream_answer(assistant, question, history)
-        if answer.query != question:
-            print(f"  (searched for: {answer.query})")
         history = record_turn(history, question, answer)
 
 

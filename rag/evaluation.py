@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from rag.schema import Answer
+from rag.schema import Answer, Turn
 from rag.settings import Settings
 
 try:  # Python 3.11+
@@ -414,7 +414,7 @@ class Ours:
     def chunk_texts(self) -> list[str]:
         return [c.text for c in self._chunks.values()]
 
-    def ask(self, question: str, history: list[dict]) -> Reply:
+    def ask(self, question: str, history: list[Turn]) -> Reply:
         started = time.perf_counter()
         answer = self.assistant.ask(question, history)
         latency = answer.timings_ms.get("total", (time.perf_counter() - started) * 1000)
@@ -506,7 +506,7 @@ class Baseline:
     def chunk_texts(self) -> list[str]:
         return self.texts
 
-    def ask(self, question: str, history: list[dict]) -> Reply:
+    def ask(self, question: str, history: list[Turn]) -> Reply:
         started = time.perf_counter()
         ranking = [n.node.get_content() for n in self.retriever.retrieve(question)]
         text = "\n\n".join(ranking[:BASELINE_TOP_K])
@@ -578,7 +578,7 @@ def run_system(system, eval_set: EvalSet, progress: Progress | None = None) -> l
     rows: list[Row] = []
     total = len(eval_set.cases)
     for conversation in eval_set.conversations:
-        history: list[dict] = []
+        history: list[Turn] = []
         for case in conversation:
             reply = system.ask(case.question, history)
             history = record_turn(history, case.question, reply.answer)  # as the web chat and `rag chat` keep it

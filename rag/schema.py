@@ -1,4 +1,4 @@
-"""The one result shape every front end consumes: an `Answer` with its `Citation`s."""
+"""The one result shape every front end consumes: an `Answer` with its `Citation`s, and a conversation's `Turn`s."""
 
 from __future__ import annotations
 
@@ -70,3 +70,20 @@ class Answer:
         if self.note:
             data["note"] = self.note
         return data
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation: the question as asked and the whole Answer it got.
+
+    A conversation is a list of turns; follow-up rewriting reads the questions and short answers, the
+    export and the evidence pane read the answers' citations.
+    """
+
+    question: str
+    answer: Answer
+
+    @property
+    def query(self) -> str:
+        """The standalone query the question was answered with (the question itself when not rewritten)."""
+        return self.answer.query or self.question

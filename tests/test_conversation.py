@@ -11,12 +11,17 @@ from pathlib import Path
 import pytest
 
 from rag.chat import Assistant, condense, conversation_markdown, is_follow_up, record_turn
+from rag.schema import Answer, Turn
 from rag.settings import Settings
 from tests.conftest import REPO
 
 
-def after(question: str) -> list[dict]:
-    return [{"role": "user", "content": question}, {"role": "assistant", "content": "..."}]
+def turn(question: str, short_answer: str | None = None, query: str | None = None) -> Turn:
+    return Turn(question, Answer("...", [], refused=False, query=query or question, short_answer=short_answer))
+
+
+def after(question: str) -> list[Turn]:
+    return [turn(question)]
 
 
 @pytest.mark.parametrize(
@@ -43,15 +48,14 @@ def test_condense_appends_the_previous_topic_to_follow_ups(previous: str, follow
 def test_condense_carries_the_last_short_answer_and_the_first_topic_without_nesting() -> None:
     assert condense("When did it open?", None) == "When did it open?"
     assert condense("When did it open?", []) == "When did it open?"
-    history: list[dict] = []
+    history: list[Turn] = []
     turns = [("Which new university campus in Dongguan is mentioned in the article?", "City University of Hong Kong"),
              ("When did it open?", "six months ago"),
              ("What has it contributed for ships?", None)]
     queries = []
     for question, short in turns:
         queries.append(condense(question, history))
-        history += [{"role": "user", "content": question, "query": queries[-1]},
-                    {"role": "assistant", "content": "...", "answer": {"short_answer": short}}]
+        history.append(turn(question, short, queries[-1]))
     assert queries[:2] == ["Which new university campus in Dongguan is mentioned in the article?",
                            "When did it open? (City University of Hong Kong new university campus Dongguan)"]
     # The third turn inherits the first question's words, not the second's rewrite: no nested topics.
@@ -82,8 +86,9 @@ def test_history_export_as_markdown_with_citations(tiny_index: Settings, embedde
     second = assistant.ask("And what were they worth?", history)
     assert second.query == "And what were they worth? (33 agreements signed trade conference)"
     history = record_turn(history, "And what were they worth?", second)
-    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
-    assert history[2]["query"] == second.query and history[3]["answer"] == second.to_json()
+    assert [t.question for t in history] == ["How many agreements were signed at the trade conference?",
+                                             "And what were they worth?"]
+    assert history[1].query == second.query and history[1].answer is second
 
     markdown = conversation_markdown(history)
     c = first.citations[0]
