@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     auth: str | None = Field(
         None, repr=False, description="user:password required by the web app, from RAG_AUTH; unset: no login."
     )
+    evidence_context_chars: int = Field(
+        400, ge=0, le=20_000, description="Characters of text shown on each side of a quote in the evidence pane "
+        "(text, Markdown, HTML); widened to whole words."
+    )
+    evidence_pdf_scale: float = Field(
+        1.5, gt=0.2, le=6, description="Zoom of a PDF page rendered in the evidence pane (1 = 72 dpi); higher is "
+        "sharper and larger to send."
+    )
 
     @field_validator("chunk_overlap")
     @classmethod

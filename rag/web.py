@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import tempfile
 import time
@@ -10,9 +9,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from rag.chat import Assistant, conversation_markdown, record_turn
+from rag import render, store
+from rag.chat import Assistant, record_turn
+from rag.evidence import EvidenceError, pdf_page, source_path, text_passage
 from rag.ingest import IngestError, ingest
-from rag.schema import Answer
+from rag.render import conversation_markdown
+from rag.schema import Answer, Turn
 from rag.settings import Settings
 from rag.store import IndexProblem
 from rag.watch import CorpusWatcher
@@ -21,42 +23,22 @@ from rag.web_documents import Reindexer, documents_tab
 log = logging.getLogger(__name__)
 
 
-def format_sources(answer: Answer) -> str:
-    """Markdown for the Sources panel: file, page, quoted passage, score."""
-    lines = []
-    for n, c in enumerate(answer.citations, start=1):
-        page = f", page {c.page}" if c.page is not None else ""
-        flag = "" if c.verified else f" — **not verified**: {html.escape(c.reason or '')}"
-        lines.append(
-            f"**[{n}]** `corpus/{c.source}`{page}, chars {c.start}–{c.end}, score {c.score:.3f}{flag}\n\n"
-            f"> {html.escape(c.text)}"
-        )
-    return "\n\n".join(lines)
-
-
-def answer_messages(answer: Answer) -> list[dict]:
-    """One assistant message with the answer, then a collapsible one with its sources."""
-    body = html.escape(answer.text).replace("\n", "  \n")
-    if answer.short_answer and answer.text.startswith(answer.short_answer):
-        body = f"**{html.escape(answer.short_answer)}**" + body[len(html.escape(answer.short_answer)):]
-    if answer.note:
-        body += f"\n\n*{html.escape(answer.note)}*"
-    if answer.query:
-        body += f"\n\n<sub>searched for: {html.escape(answer.query)}</sub>"
-    messages = [{"role": "assistant", "content": body}]
-    unverified = [s for s in answer.sentences if not s.verified]
-    if unverified:
-        lines = [f"- ⚠ ~~{html.escape(s.text)}~~ — {html.escape(s.reason or '')}" for s in unverified]
-        messages.append({"role": "assistant", "content": "\n".join(lines),
-                         "metadata": {"title": f"Not verified, left out: {len(unverified)} of the model's "
-                                               f"{len(answer.sentences)} sentence{'s' * (len(answer.sentences) > 1)}"}})
+def answer_messages(answer: Answer, question: str | None = None, turn: int | None = None) -> list[dict]:
+    """The chat messages of one answer (rendered by rag.render): the answer, then collapsed ones with the
+    sentences left out and with its sources. `turn` is the answer's index in the conversation, for the
+    citation links that open the evidence pane."""
+    messages = [{"role": "assistant", "content": render.answer_markdown(answer, question, turn)}]
+    left_out = render.unverified_markdown(answer)
+    if left_out:
+        title, body = left_out
+        messages.append({"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}})
     if answer.citations:
-        title = "Closest passages" if answer.refused else "Sources"
-        messages.append({"role": "assistant", "content": format_sources(answer), "metadata": {"title": title}})
+        messages.append({"role": "assistant", "content": render.sources_markdown(answer, turn),
+                         "metadata": {"title": render.sources_title(answer), "status": "done"}})
     return messages
 
 
-def export_chat(history: list[dict]) -> str | None:
+def export_chat(history: list[Turn]) -> str | None:
     """Write the conversation as Markdown to a fresh temporary file for the download button."""
     if not history:
         return None
@@ -99,37 +81,139 @@ class ChatSession:
         warning must not linger."""
         if self.assistant is None and self.problem:
             self._open_assistant()  # the Documents tab's re-index may have built one
-        return f"**{html.escape(self.problem)}**" if self.problem else ""
+        return f"**{render.escape(self.problem)}**" if self.problem else ""
 
     def banner(self) -> gr.Markdown:
         text = self.banner_text()
         return gr.Markdown(text, visible=bool(text))
 
-    def respond(self, question: str, chat: list[dict], history: list[dict]):
+    def respond(self, question: str, chat: list[dict], history: list[Turn]):
         """A generator: the model's words as they arrive (with a cursor), then the verified answer."""
         question = (question or "").strip()
         if not question:
             yield "", chat, history
             return
-        chat = chat + [{"role": "user", "content": html.escape(question)}]
+        chat = chat + [{"role": "user", "content": render.escape(question)}]
         yield "", chat, history
         if self.assistant is None:
             self.start()
         if self.assistant is None:
-            yield "", chat + [{"role": "assistant", "content": html.escape(self.problem or "No index.")}], history
+            yield "", chat + [{"role": "assistant", "content": render.escape(self.problem or "No index.")}], history
             return
         written = ""
         try:
             for item in self.assistant.stream(question, history):
                 if isinstance(item, str):
                     written += item
-                    yield "", chat + [{"role": "assistant", "content": html.escape(written) + " ▌"}], history
+                    yield "", chat + [{"role": "assistant", "content": render.escape(written) + " ▌"}], history
                 else:
                     answer = item
         except IndexProblem as err:
-            yield "", chat + [{"role": "assistant", "content": html.escape(f"The index cannot be used: {err}")}], history
+            yield "", chat + [{"role": "assistant", "content": render.escape(f"The index cannot be used: {err}")}], history
             return
-        yield "", chat + answer_messages(answer), record_turn(history, question, answer)
+        yield "", chat + answer_messages(answer, question, turn=len(history)), record_turn(history, question, answer)
+
+    # --- the evidence pane ---------------------------------------------------------------------------------
+
+    def evidence(self, history: list[Turn], turn: int, n: int, page: int | None = None) -> tuple[str, int | None, int]:
+        """The pane's HTML for citation `n` of answer `turn`, at `page` for a PDF (default: the cited page);
+        also the page shown and the PDF's page count (None and 0 for other formats)."""
+        if not 0 <= turn < len(history) or not 1 <= n <= len(history[turn].answer.citations):
+            return render.evidence_error_html(None, None, f"There is no citation [{n}] in answer {turn + 1} of this "
+                                              "conversation (a new chat was started?)."), None, 0
+        citation = history[turn].answer.citations[n - 1]
+        try:
+            manifest = store.read_manifest(self.settings.index_dir, list(self.settings.index_signature()))
+            if manifest is None:
+                raise EvidenceError("there is no index: build one (Documents tab, Re-index)")
+            path = source_path(self.settings.corpus_dir, manifest, citation.source)
+            if path.suffix.lower() == ".pdf":
+                view = pdf_page(path, citation.source, page or citation.page or 1, citation.text,
+                                self.settings.evidence_pdf_scale)
+                return render.pdf_page_html(view, n, citation), view.page, view.pages
+            passage = text_passage(path, self.settings.corpus_dir, citation,
+                                   manifest.documents[citation.source].content_hash,
+                                   self.settings.evidence_context_chars)
+            return render.text_passage_html(passage, n, citation), None, 0
+        except (EvidenceError, IndexProblem) as err:
+            return render.evidence_error_html(n, citation, str(err)), None, 0
+
+    def open_evidence(self, target: str, history: list[Turn]):
+        """A citation link was clicked: `target` is its link target ("#cite-<turn>-<n>", then a click count
+        so that clicking the same link again is a change too)."""
+        parsed = render.parse_cite((target or "").split(" ")[0])
+        if parsed is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        turn, n = parsed
+        return self._shown(history, turn, n)
+
+    def turn_page(self, shown: tuple | None, history: list[Turn], step: int):
+        """Previous (-1) or next (+1) page of the PDF in the pane."""
+        if not shown or shown[2] is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        turn, n, page = shown
+        return self._shown(history, turn, n, page + step)
+
+    def newest_evidence(self, history: list[Turn]):
+        """After an answer: its first citation, or after a refusal, the passages that came closest."""
+        if not history or not history[-1].answer.citations:
+            return render.PANE_EMPTY, None, *PAGER_HIDDEN
+        if history[-1].answer.refused:
+            html_ = render.closest_passages_html(history[-1].answer, len(history) - 1)
+            return html_, None, *PAGER_HIDDEN
+        return self._shown(history, len(history) - 1, 1)
+
+    def _shown(self, history: list[Turn], turn: int, n: int, page: int | None = None):
+        html_, page, pages = self.evidence(history, turn, n, page)
+        if page is None:
+            return html_, (turn, n, None), *PAGER_HIDDEN
+        return (html_, (turn, n, page), gr.update(visible=True, interactive=page > 1),
+                gr.update(visible=True, interactive=page < pages))
+
+
+PAGER_HIDDEN = (gr.update(visible=False), gr.update(visible=False))  # previous/next page: PDFs only
+
+# Citation links in the chat and the pane (href "#cite-<turn>-<n>") open the passage in the evidence pane: the
+# page script puts the target into the hidden #evidence-target box, whose change asks the server. Gradio's
+# Markdown cannot call Python from a link, hence this one listener on the document.
+PAGE_JS = """
+() => {
+  let clicks = 0;
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest ? event.target.closest('a[href*="#cite-"]') : null;
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const href = link.getAttribute('href');
+    const box = document.querySelector('#evidence-target textarea');
+    if (!box) return;
+    box.value = href.slice(href.indexOf('#cite-')) + ' ' + (++clicks);
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  }, true);
+}
+"""
+
+# Keep the newest message in view when the Chat tab is shown again (an answer that arrived while another tab
+# was open is below the fold otherwise).
+SCROLL_CHAT_JS = """
+() => { requestAnimationFrame(() => { document.querySelectorAll('#chat .bubble-wrap, #chat [role=log]')
+  .forEach(el => { el.scrollTop = el.scrollHeight; }); }); }
+"""
+
+CSS = """
+#evidence-pane .evidence-head { margin-bottom: 0.5em; }
+#evidence-pane .evidence-page { position: relative; line-height: 0; border: 1px solid var(--border-color-primary); }
+#evidence-pane .evidence-page img { width: 100%; display: block; }
+#evidence-pane .evidence-box { position: absolute; background: rgba(255, 213, 0, 0.38);
+  outline: 2px solid rgba(230, 160, 0, 0.9); mix-blend-mode: multiply; }
+#evidence-pane .evidence-text { white-space: pre-wrap; max-height: 60vh; overflow: auto; padding: 0.5em;
+  border: 1px solid var(--border-color-primary); border-radius: 4px; }
+#evidence-pane mark { background: #ffe066; color: #000; padding: 0 1px; }
+#evidence-pane .evidence-heading { color: var(--body-text-color-subdued); margin-bottom: 0.3em; }
+.evidence-error, #documents-message .refused { color: var(--error-text-color, #b91c1c);
+  background: var(--error-background-fill, #fef2f2); border: 1px solid var(--error-border-color, #fca5a5);
+  border-radius: 4px; padding: 0.4em 0.6em; }
+"""
 
 
 def build_app(settings: Settings) -> gr.Blocks:
@@ -140,24 +224,43 @@ def build_app(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Ask your documents") as app:
         gr.Markdown(
             f"### Ask your documents\nAnswers come only from the files in `{settings.corpus_dir}`, "
-            "with the passages they quote."
+            "with the passages they quote. Click a citation to see it on its page."
         )
         problem = session.banner_text()
         banner = gr.Markdown(problem, visible=bool(problem), elem_id="index-problem")
         with gr.Tabs():
-            with gr.Tab("Chat", id="chat-tab"):
-                chatbot = gr.Chatbot(label="Chat", height=520, elem_id="chat")
-                history = gr.State([])  # per browser session: [{role, content, query}]
-                with gr.Row():
-                    question = gr.Textbox(placeholder="Ask a question about your documents", show_label=False,
-                                          scale=8, elem_id="question", autofocus=True)
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                    new_chat = gr.Button("New chat", scale=1, elem_id="new-chat")
-                export = gr.DownloadButton("Export chat as Markdown", value=None, size="sm", elem_id="export-chat")
+            with gr.Tab("Chat", id="chat-tab") as chat_tab:
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=420):
+                        chatbot = gr.Chatbot(label="Chat", height="62vh", elem_id="chat")
+                        history = gr.State([])  # per browser session: list[Turn]
+                        with gr.Row():
+                            question = gr.Textbox(placeholder="Ask a question about your documents",
+                                                  show_label=False, scale=8, elem_id="question", autofocus=True)
+                            send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                            new_chat = gr.Button("New chat", scale=1, elem_id="new-chat")
+                        export = gr.DownloadButton("Export chat as Markdown", value=None, size="sm",
+                                                   elem_id="export-chat")
+                    with gr.Column(scale=2, min_width=360, elem_id="evidence-column"):
+                        gr.Markdown("**Evidence**")
+                        pane = gr.HTML(render.PANE_EMPTY, elem_id="evidence-pane")
+                        with gr.Row():
+                            prev_page = gr.Button("◀ Previous page", size="sm", visible=False, elem_id="evidence-prev")
+                            next_page = gr.Button("Next page ▶", size="sm", visible=False, elem_id="evidence-next")
+                        target = gr.Textbox(elem_id="evidence-target", visible="hidden", show_label=False,
+                                            container=False)
+                        shown = gr.State(None)  # (turn, n, page) in the pane
+                pane_outputs = [pane, shown, prev_page, next_page]
                 for trigger in (question.submit, send.click):
                     trigger(session.respond, [question, chatbot, history], [question, chatbot, history]).then(
+                        session.newest_evidence, history, pane_outputs).then(
                         export_chat, history, export).then(session.banner, None, banner)
-                new_chat.click(lambda: ([], [], None), None, [chatbot, history, export])
+                new_chat.click(lambda: ([], [], None, render.PANE_EMPTY, None, *PAGER_HIDDEN),
+                               None, [chatbot, history, export, *pane_outputs])
+                target.change(session.open_evidence, [target, history], pane_outputs)
+                prev_page.click(lambda s, h: session.turn_page(s, h, -1), [shown, history], pane_outputs)
+                next_page.click(lambda s, h: session.turn_page(s, h, +1), [shown, history], pane_outputs)
+            chat_tab.select(None, None, None, js=SCROLL_CHAT_JS)
             documents_tab(settings, reindexer)
         app.load(session.banner, None, banner)  # a reloaded page shows the index as it is now
     return app
@@ -166,5 +269,5 @@ def build_app(settings: Settings) -> gr.Blocks:
 def serve(settings: Settings) -> int:
     app = build_app(settings)
     app.queue(default_concurrency_limit=4).launch(server_name=settings.host, server_port=settings.port,
-                                                 show_error=True, auth=settings.auth_pair())
+                                                 show_error=True, auth=settings.auth_pair(), js=PAGE_JS, css=CSS)
     return 0

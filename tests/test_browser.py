@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.settings import Settings
-from tests.conftest import SHIPPED_CORPUS, Server
+from tests.conftest import SHIPPED_CORPUS, running_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -35,12 +35,8 @@ def shipped_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     corpus = root / "corpus"
     shutil.copytree(SHIPPED_CORPUS, corpus)
-    server = Server(Settings(corpus_dir=corpus, index_dir=root / "index"))
-    try:
-        server.wait()
+    with running_server(Settings(corpus_dir=corpus, index_dir=root / "index")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def ask(page, question: str) -> None:
