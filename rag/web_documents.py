@@ -22,6 +22,7 @@ import pandas as pd
 from rag import store
 from rag.embedding import Embedder, load_embedder
 from rag.ingest import IngestError, IngestReport, check, ingest
+from rag.loaders import SUPPORTED_SUFFIXES
 from rag.settings import Settings
 from rag.uploads import REPLACE_LABEL, UploadOutcome, UploadRejected, corpus_files, delete_document, store_uploads
 
@@ -158,7 +159,15 @@ def index_status(settings: Settings) -> IndexStatus:
 
 
 def outcomes_markdown(outcomes: list[UploadOutcome]) -> str:
-    return "\n".join(f"- {html.escape(o.message)}" for o in outcomes)
+    """One line per file; a refused one is shown as an error (red box, ⚠), not as a plain bullet."""
+    return "\n".join(f"- {html.escape(o.message)}" if o.ok else
+                     f"<div class='refused' role='alert'>⚠ {html.escape(o.message)}</div>\n" for o in outcomes)
+
+
+def upload_hint(max_mb: float) -> str:
+    """The upload instructions, from the one list of types the loaders read."""
+    return (f"**Upload** {', '.join(SUPPORTED_SUFFIXES)} files, up to {max_mb:g} MB each. "
+            "Each file is checked on its own; a file that is refused changes nothing.")
 
 
 def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
@@ -170,7 +179,7 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
         return (
             status.markdown(reindexer.busy),
             pd.DataFrame(status.documents, columns=DOCUMENT_COLUMNS),
-            pd.DataFrame(status.skipped, columns=SKIPPED_COLUMNS),
+            gr.update(value=pd.DataFrame(status.skipped, columns=SKIPPED_COLUMNS), visible=bool(status.skipped)),
             gr.update(choices=files, value=None),
             gr.update(visible=status.damaged),
         )
@@ -221,14 +230,13 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
         message = gr.Markdown(elem_id="documents-message")
         documents = gr.Dataframe(pd.DataFrame(initial.documents, columns=DOCUMENT_COLUMNS), label="Indexed documents",
                                  interactive=False, elem_id="documents-table")
+        # Shown only when a file was skipped (bare headers say nothing); the status line gives the count.
         skipped = gr.Dataframe(pd.DataFrame(initial.skipped, columns=SKIPPED_COLUMNS),
-                               label="Skipped at the last ingest", interactive=False, elem_id="skipped-table")
+                               label="Skipped at the last ingest", interactive=False, elem_id="skipped-table",
+                               visible=bool(initial.skipped))
         with gr.Row():
             with gr.Column():
-                gr.Markdown(
-                    f"**Upload** .txt, .md, .pdf or .html files, up to {settings.max_upload_mb:g} MB each. "
-                    "Each file is checked on its own; a file that is refused changes nothing."
-                )
+                gr.Markdown(upload_hint(settings.max_upload_mb))
                 files = gr.File(file_count="multiple", label="Files to add", elem_id="upload-files")
                 replace = gr.Checkbox(label=REPLACE_LABEL, value=False, elem_id="upload-replace")
                 upload = gr.Button("Upload and index", variant="primary", elem_id="upload")

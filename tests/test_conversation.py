@@ -111,7 +111,8 @@ def test_rag_chat_follows_up_starts_over_and_exports(tiny_index: Settings, tmp_p
         f"/export {export}",
         "/new",
         "And what were they worth?",
-        "",
+        "/quit",
+        "How many agreements were signed at the trade conference?",  # never read: /quit ended the chat
     ])
     result = subprocess.run(
         [sys.executable, "-m", "rag.cli", "chat", "--corpus", str(tiny_index.corpus_dir), "--index",
@@ -119,6 +120,7 @@ def test_rag_chat_follows_up_starts_over_and_exports(tiny_index: Settings, tmp_p
         input=script, capture_output=True, text=True, timeout=300, cwd=REPO, env=dict(os.environ),
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.count("you> ") == 6 and "new conversation" in result.stderr
     assert result.stdout.count("(searched for: And what were they worth? (33 agreements signed trade conference))") == 1
     assert "saved 2 exchanges to " + str(export) in result.stderr
     text = export.read_text(encoding="utf-8")

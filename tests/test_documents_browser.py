@@ -68,6 +68,8 @@ def test_upload_answer_and_delete_in_the_documents_tab(browser, served, tmp_path
         assert all(name in table_text(page) for name in ("cats.html", "conference.txt", "weather.md"))
         assert NEW_DOC not in table_text(page)
         assert "In sync with the corpus folder." in page.locator("#index-status").inner_text()
+        assert "Upload .txt, .md, .markdown, .pdf, .html, .htm files" in page.locator("#documents-tab").inner_text()
+        assert page.locator("#skipped-table").is_hidden()  # nothing skipped: no table of bare headers
 
         # Two files in one upload: the good one is added and indexed, the PNG renamed .txt is refused.
         uploads = write_corpus(tmp_path / "to-upload", {NEW_DOC: NEW_TEXT, "photo.txt": PNG})
@@ -80,6 +82,8 @@ def test_upload_answer_and_delete_in_the_documents_tab(browser, served, tmp_path
         assert f"'{NEW_DOC}' added (82 bytes)" in text
         assert ("'photo.txt' rejected: binary content (NUL bytes) in a text file (the content looks like image/png)"
                 in text)
+        refused = message.locator(".refused[role=alert]")  # shown as an error, not as a plain bullet
+        assert refused.count() == 1 and "'photo.txt' rejected" in refused.inner_text()
         assert "added 1, updated 0, removed 0," in text and "unchanged 3" in text  # ingest's summary
         wait_for_text(page, "#documents-table", NEW_DOC, timeout=10_000)
         assert sorted(p.name for p in settings.corpus_dir.iterdir()) == [
