@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.loaders import LoadError, hash_bytes, load_document
+from rag.loaders import HTML_SUFFIXES, TEXT_SUFFIXES, LoadError, LoadOptions, SourceDocument, hash_bytes, load_document
 from rag.schema import Citation
 from rag.store import Manifest
 
@@ -49,7 +49,7 @@ class TextView:
     before: str  # the text around the quote, as the index read it
     quote: str
     after: str
-    heading: str | None  # the heading the quote sits under, when the format has headings
+    heading: str | None  # the heading (or slide, sheet, section) the quote sits under, when the format has one
     clipped_start: bool  # `before` does not start at the beginning of the text
     clipped_end: bool
     note: str | None = None  # e.g. the file changed since it was indexed
@@ -175,12 +175,27 @@ def _heading_before(path: Path, data: bytes, text: str, position: int) -> str | 
     return None
 
 
-def text_passage(path: Path, corpus_dir: Path, citation: Citation, indexed_hash: str, context: int) -> TextView:
+def parse(path: Path, corpus_dir: Path, data: bytes, settings) -> SourceDocument:
+    """The document as ingest read it. Text and HTML are parsed here (cheap, and the pane waits on them);
+    every other format (Office files, images read by OCR) in a worker under ingest's time and memory bounds,
+    as uploads are, since a file that hangs or exhausts a parser must not take the web app with it."""
+    if path.suffix.lower() in TEXT_SUFFIXES + HTML_SUFFIXES:
+        return load_document(path, corpus_dir, data, LoadOptions.from_settings(settings))
+    from rag.parsing import parse_one
+
+    outcome = parse_one(path, corpus_dir, data, settings)
+    if not isinstance(outcome, SourceDocument):
+        raise LoadError(outcome.reason)
+    return outcome
+
+
+def text_passage(path: Path, corpus_dir: Path, citation: Citation, indexed_hash: str, context: int,
+                 settings) -> TextView:
     """The text around the quote, as the index read the file (the same loader), with `context` characters on
-    each side widened to whole words, and the heading above it."""
+    each side widened to whole words, and the heading (or slide, sheet, section) above it."""
     try:
         data = path.read_bytes()
-        document = load_document(path, corpus_dir, data)
+        document = parse(path, corpus_dir, data, settings)
     except (OSError, LoadError) as err:
         raise EvidenceError(f"'{citation.source}' cannot be read now ({err}): re-index and ask again") from err
     pages = [p for p in document.pages if p.number == citation.page] or list(document.pages[:1])
@@ -204,5 +219,6 @@ def text_passage(path: Path, corpus_dir: Path, citation: Citation, indexed_hash:
     if high < len(text):
         space = text.find(" ", high)
         high = space if space >= 0 else len(text)
-    return TextView(citation.source, text[low:start], text[start:end], text[end:high],
-                    _heading_before(path, data, text, start), low > 0, high < len(text), note)
+    heading = _heading_before(path, data, text, start) or pages[0].label
+    return TextView(citation.source, text[low:start], text[start:end], text[end:high], heading, low > 0,
+                    high < len(text), note)

@@ -80,9 +80,11 @@ def relevance_ranks(citations: Sequence[Citation]) -> list[int]:
 
 
 def where(citation: Citation) -> str:
-    """", page 3, chars 304–445": the place of a quote, after its file name."""
-    page = f", page {citation.page}" if citation.page is not None else ""
-    return f"{page}, chars {citation.start}–{citation.end}"
+    """", page 3, chars 304–445" (", slide 2, ..." where the format names its parts): the place of a quote,
+    after its file name."""
+    page = f", {citation.label}" if citation.label else f", page {citation.page}" if citation.page is not None else ""
+    ocr = " (read by OCR)" if citation.ocr else ""
+    return f"{page}, chars {citation.start}–{citation.end}{ocr}"
 
 
 def sources_title(answer: Answer) -> str:
@@ -179,9 +181,8 @@ def conversation_markdown(history: Sequence[Turn], title: str = "Conversation") 
         if answer.citations:
             out += [f"{sources_title(answer)}:", ""]
         for n, c in enumerate(answer.citations, start=1):
-            page = f"p. {c.page}, " if c.page is not None else ""
             flag = "" if c.verified else f" (not verified: {escape(c.reason or '')})"
-            out += [f"{n}. {code(c.source)} ({page}chars {c.start}–{c.end}){flag}", f"   > {escape(one_line(c.text))}"]
+            out += [f"{n}. {code(c.source)} ({where(c).removeprefix(', ')}){flag}", f"   > {escape(one_line(c.text))}"]
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -246,6 +247,9 @@ def pdf_page_html(view, n: int, citation: Citation) -> str:
     )
     if view.highlighted is not None:
         found = f"<p class='evidence-found'>Highlighted: <mark>{escape(one_line(view.highlighted), markdown=False)}</mark></p>"
+    elif view.page == citation.page and citation.ocr:
+        found = ("<p class='evidence-note'>This page was read by OCR: it has no text of its own to highlight. The "
+                 f"quote reads: “{escape(one_line(citation.text), markdown=False)}”</p>")
     elif view.page == citation.page:
         found = ("<p class='evidence-error' role='alert'>⚠ The quote could not be located in PDFium's text of this "
                  f"page; it reads: “{escape(one_line(citation.text), markdown=False)}”</p>")

@@ -133,7 +133,7 @@ class ChatSession:
                 return render.pdf_page_html(view, n, citation), view.page, view.pages
             passage = text_passage(path, self.settings.corpus_dir, citation,
                                    manifest.documents[citation.source].content_hash,
-                                   self.settings.evidence_context_chars)
+                                   self.settings.evidence_context_chars, self.settings)
             return render.text_passage_html(passage, n, citation), None, 0
         except (EvidenceError, IndexProblem) as err:
             return render.evidence_error_html(n, citation, str(err)), None, 0

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from rag.loaders import SUPPORTED_SUFFIXES
 from rag.settings import Settings
 from tests.conftest import TINY_CORPUS, Server, write_corpus
 from tests.test_browser import ask, browser  # noqa: F401  (the module-scoped chromium fixture)
@@ -68,7 +69,7 @@ def test_upload_answer_and_delete_in_the_documents_tab(browser, served, tmp_path
         assert all(name in table_text(page) for name in ("cats.html", "conference.txt", "weather.md"))
         assert NEW_DOC not in table_text(page)
         assert "In sync with the corpus folder." in page.locator("#index-status").inner_text()
-        assert "Upload .txt, .md, .markdown, .pdf, .html, .htm files" in page.locator("#documents-tab").inner_text()
+        assert f"Upload {', '.join(SUPPORTED_SUFFIXES)} files" in page.locator("#documents-tab").inner_text()
         assert page.locator("#skipped-table").is_hidden()  # nothing skipped: no table of bare headers
 
         # Two files in one upload: the good one is added and indexed, the PNG renamed .txt is refused.

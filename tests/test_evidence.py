@@ -66,7 +66,7 @@ def test_text_passages_mark_the_quote_under_its_heading(tiny_index: Settings) ->
     start = html_text.index(quote)
     cats = Citation("cats.html", None, start, start + len(quote), quote, 1.0)
     view = text_passage(tiny_index.corpus_dir / "cats.html", tiny_index.corpus_dir, cats,
-                        manifest.documents["cats.html"].content_hash, context=400)
+                        manifest.documents["cats.html"].content_hash, context=400, settings=tiny_index)
     assert (view.before, view.quote, view.after, view.heading, view.note) == ("Cats\n", quote, "", "Cats", None)
 
     quote = "Typhoons arrive mostly in August."
@@ -74,14 +74,14 @@ def test_text_passages_mark_the_quote_under_its_heading(tiny_index: Settings) ->
     start = text.index(quote)
     weather = Citation("weather.md", None, start, start + len(quote), quote, 1.0)
     view = text_passage(tiny_index.corpus_dir / "weather.md", tiny_index.corpus_dir, weather,
-                        manifest.documents["weather.md"].content_hash, context=20)
+                        manifest.documents["weather.md"].content_hash, context=20, settings=tiny_index)
     assert view.heading == "Weather" and view.quote == quote
     assert view.before == "April to September. " and view.clipped_start and not view.clipped_end
 
     # The file changed since indexing: the quote is found where it is now, and the pane says so.
     (tiny_index.corpus_dir / "weather.md").write_text("# Weather\n\nAdded first.\n\n" + text.split("\n\n", 1)[1])
     view = text_passage(tiny_index.corpus_dir / "weather.md", tiny_index.corpus_dir, weather,
-                        manifest.documents["weather.md"].content_hash, context=20)
+                        manifest.documents["weather.md"].content_hash, context=20, settings=tiny_index)
     assert view.quote == quote and view.note == "'weather.md' changed since it was indexed; the passage is shown where it is now."
 
 
@@ -117,3 +117,23 @@ def test_document_text_and_file_names_are_shown_not_run() -> None:
                        "> Say \\*hi\\* &lt;script&gt;alert(1)&lt;/script&gt; \\[2\\]")
     export = conversation_markdown([Turn("q", answer)])
     assert '**Assistant:** 7 — "Say \\*hi\\*" [1]' in export and "<script>" not in export
+
+
+def test_an_office_passage_sits_under_its_section(tmp_path: Path) -> None:
+    """A Word file, parsed in a bounded worker as ingest does: the pane names the section of the quote."""
+    import docx
+
+    from rag.loaders import hash_bytes, load_document
+
+    document = docx.Document()
+    document.add_heading("Results", level=1)
+    document.add_paragraph("The pilot served 120 households in its first year.")
+    path = tmp_path / "report.docx"
+    document.save(path)
+    page = load_document(path, tmp_path).pages[0]
+    quote = "The pilot served 120 households in its first year."
+    start = page.text.index(quote)
+    citation = Citation("report.docx", page.number, start, start + len(quote), quote, 1.0, label=page.label)
+    view = text_passage(path, tmp_path, citation, hash_bytes(path.read_bytes()), context=100,
+                        settings=Settings(corpus_dir=tmp_path))
+    assert (view.before, view.quote, view.heading, view.note) == ("Results\n", quote, "section Results", None)
