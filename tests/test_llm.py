@@ -441,23 +441,23 @@ def test_web_chat_streams_checks_follows_up_and_exports(tmp_path: Path) -> None:
                     .observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
             }""")
 
-            def ask(question: str) -> None:
-                """Ask and wait for the checked answer (its messages are in, the streaming cursor is gone)."""
-                before = page.locator("#chat .message").count()
+            def ask(question: str, answers: int) -> None:
+                """Ask and wait for the checked answer: each one ends with its Sources (or Closest passages)."""
                 page.locator("#question textarea").fill(question)
                 page.locator("#ask").click()
                 page.wait_for_function(
-                    "n => document.querySelectorAll('#chat .message').length >= n"
-                    " && !document.querySelector('#chat').innerText.includes('▌')", arg=before + 2, timeout=120_000)
+                    "n => { const text = document.querySelector('#chat').innerText;"
+                    " return (text.match(/^(Sources|Closest passages)$/gm) || []).length >= n && !text.includes('▌'); }",
+                    arg=answers, timeout=120_000)
 
-            ask(QUESTION)
+            ask(QUESTION, 1)
             streaming = {text for text in page.evaluate("window.seen") if "▌" in text}
             assert len(streaming) >= 2, "the answer must arrive in pieces"
             chat = page.locator("#chat").inner_text()
             # The question was asked as it stands: no rewritten query to show.
             assert "▌" not in chat and "searched for" not in chat
 
-            ask("And what were they worth?")
+            ask("And what were they worth?", 2)
             page.locator("#chat").get_by_text("searched for: And what were they worth?").wait_for(timeout=30_000)
             page.screenshot(path=str(server.log.with_suffix(".png")), full_page=True)
             with page.expect_download(timeout=30_000) as download:
