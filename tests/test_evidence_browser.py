@@ -135,3 +135,21 @@ def test_narrow_screens_stack_the_pane_below_the_chat(browser, evidence_server) 
     chat, evidence = page.locator("#chat").bounding_box(), page.locator("#evidence-pane").bounding_box()
     assert evidence["y"] >= chat["y"] + chat["height"]
     page.close()
+
+
+def test_an_answer_that_arrives_on_another_tab_is_in_view_back_on_the_chat(browser, evidence_server) -> None:
+    page = asked_about_the_crane(browser, evidence_server.url)
+    for question in ("How many boats does the ferry company run?", "What is the population of Dongguan?"):
+        ask(page, question)
+    page.locator("#question textarea").fill("How many containers did the new harbour crane lift?")
+    page.locator("#ask").click()
+    page.get_by_role("tab", name="Documents").click()  # the answer arrives while the Documents tab is open
+    page.wait_for_function("() => document.querySelector('#chat').innerHTML.includes('#cite-3-1')", timeout=120_000)
+    page.get_by_role("tab", name="Chat").click()
+    page.wait_for_function(
+        """() => { const messages = document.querySelectorAll('#chat .message');
+                   const last = messages[messages.length - 1].getBoundingClientRect();
+                   const box = document.querySelector('#chat').getBoundingClientRect();
+                   return last.bottom <= box.bottom + 1 && last.top >= box.top; }""", timeout=10_000)
+    shot(page, "chat-back-from-documents")
+    page.close()
