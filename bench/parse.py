@@ -9,8 +9,8 @@ measure your own PDFs. Each engine extracts the text of every page of every file
     .venv/bin/python bench/parse.py [--folder DIR] [--repeat 3]
 
 Columns: pypdf (`PdfReader(...).pages[i].extract_text()`), PDFium text (`get_text_range`, what
-`rag.loaders` reads), and rag's PDF loader with table extraction on (pdfplumber on pages that look
-tabular), all in this one process (no worker pool).
+`rag.loaders` reads), and rag's PDF loader with table extraction on (the default: `rag.pdf_tables` on
+pages that look tabular, from PDFium's character boxes), all in this one process (no worker pool).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from pathlib import Path
 
 # Bump when a loader extracts different text from the same bytes: indexes built before are rebuilt
 # (it is part of Settings.index_signature), so an incremental build always equals a fresh one.
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
@@ -52,11 +52,13 @@ class LoadOptions:
     ocr: bool = True  # read scans and images with Tesseract
     ocr_language: str = "eng"  # Tesseract language(s), e.g. "eng+deu"
     ocr_dpi: int = 300  # resolution a PDF page without text is rendered at for OCR
-    pdf_tables: bool = True  # look for tables on PDF pages (pdfplumber) and add them as labelled lines
+    pdf_tables: bool = True  # look for tables on PDF pages and add them as labelled lines
+    pdf_table_gap: float = 1.5  # a wider gap between words (in character widths) separates two table cells
 
     @classmethod
     def from_settings(cls, settings) -> LoadOptions:
-        return cls(settings.ocr, settings.ocr_language, settings.ocr_dpi, settings.pdf_tables)
+        return cls(settings.ocr, settings.ocr_language, settings.ocr_dpi, settings.pdf_tables,
+                   settings.pdf_table_gap)
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,8 @@ _NUMBER = re.compile(r"^[\s$€£¥(+-]*\d[\d,.\s]*%?\)?$")
 Rows = list[list[str | None]]  # None: a cell covered by the merged cell to its left (spans forward-fill)
 
 
-def _is_figure(cell: str | None) -> bool:
+def is_figure(cell: str | None) -> bool:
+    """A cell that is a number: "82,959", "$ 1.2", "(3,104)", "12.5%"."""
     return bool(cell) and bool(_NUMBER.match(cell))
 
 
@@ -245,8 +248,7 @@ def table_lines(rows: Rows) -> list[str]:
 
     The leading row is the header; up to two more rows count as header rows while they hold no figure and
     no row label (the "Three Months Ended" / "June 25, 2022" pattern of financial statements). A row's
-    label is its first cell. Every line is self-contained, so any run of lines still says what each
-    figure is; the trailing full stop ends the sentence for the answerer's sentence splitter.
+    label is its first cell.
     """
     rows = [[(c or "").strip() if c is not None else None for c in row] for row in rows]
     rows = [r for r in rows if any(r)]
@@ -256,7 +258,7 @@ def table_lines(rows: Rows) -> list[str]:
     rows = [r + [""] * (width - len(r)) for r in rows]
     n_header = 1
     while (n_header < min(3, len(rows) - 1) and not rows[n_header][0]
-           and not any(_is_figure(c) for c in rows[n_header])):
+           and not any(is_figure(c) for c in rows[n_header])):
         n_header += 1
     headers = [""] * width
     for row in rows[:n_header]:
@@ -265,19 +267,29 @@ def table_lines(rows: Rows) -> list[str]:
             last = last if cell is None else cell
             filled.append(last)
         headers = [" ".join(p for p in (h, c) if p) for h, c in zip(headers, filled)]
+    lines = labelled_lines(headers, [[c or "" for c in row] for row in rows[n_header:]])
+    if width == 1 or not lines:  # a one-column table is a list: keep its header as a line too
+        lines = [_line([c or ""]) for r in rows for c in r if c]
+    return lines
+
+
+def labelled_lines(headers: list[str], body: list[list[str]]) -> list[str]:
+    """Body rows under their column headers -> "row label | column header | value." lines.
+
+    A row's label is its first cell; `headers[j]` names column j (`headers[0]` the label column). Every
+    line is self-contained, so any run of lines still says what each figure is; the trailing full stop
+    ends the sentence for the answerer's sentence splitter.
+    """
     lines: list[str] = []
-    for row in rows[n_header:]:
-        cells = [c or "" for c in row]
+    for cells in body:
         label = cells[0]
-        values = [(headers[j], cells[j]) for j in range(1, width) if cells[j]]
+        values = [(headers[j] if j < len(headers) else "", cells[j]) for j in range(1, len(cells)) if cells[j]]
         if not values:  # a label-only row (a sub-heading inside the table)
             if label:
                 lines.append(_line([headers[0], label] if headers[0] else [label]))
             continue
         for header, value in values:
             lines.append(_line([label, header, value]))
-    if width == 1 or not lines:  # a one-column table is a list: keep its header as a line too
-        lines = [_line([c or ""]) for r in rows for c in r if c]
     return lines
 
 
@@ -305,7 +317,11 @@ class _PageText:
         self.length += len(text)
 
     def table(self, rows: Rows) -> None:
-        text = "\n".join(table_lines(rows))
+        self.table_lines(table_lines(rows))
+
+    def table_lines(self, lines: list[str]) -> None:
+        """Add a table already turned into labelled lines (`table_lines`, `labelled_lines`)."""
+        text = "\n".join(lines)
         if text:
             self.add(text)
             self.tables.append((self.length - len(text), self.length))
@@ -385,7 +401,8 @@ def _html_rows(table) -> Rows:
 
 def _load_pdf(data: bytes, options: LoadOptions) -> list[Page]:
     """PDFium (pypdfium2) for text: 13x faster than pypdf on real reports and it opens owner-password
-    PDFs directly. pdfplumber only for tables, on pages whose text looks like one (it is much slower)."""
+    PDFs directly. Tables come from PDFium's character boxes (`rag.pdf_tables`) on pages whose text
+    looks like one, while the page is open."""
     import pypdfium2 as pdfium
 
     if not data.lstrip()[:5] == b"%PDF-":
@@ -399,24 +416,22 @@ def _load_pdf(data: bytes, options: LoadOptions) -> list[Page]:
             ) from err
         raise LoadError(f"the PDF could not be parsed ({str(err).rstrip('.')}): re-export it or remove it") from err
     pages: list[Page] = []
-    table_pages: list[int] = []
     try:
         for index in range(len(pdf)):
             page = pdf[index]
             textpage = page.get_textpage()
-            text = _clean_pdf_text(textpage.get_text_range())
-            textpage.close()
+            raw_text = textpage.get_text_range()
+            text = _clean_pdf_text(raw_text)
             if not text.strip() and options.ocr:
                 pages.append(Page(_ocr_pdf_page(page, options), index + 1, ocr=True))
+            elif options.pdf_tables and _looks_tabular(text):
+                pages.append(_with_tables(text, index + 1, textpage, raw_text, options))
             else:
                 pages.append(Page(text, index + 1))
-                if options.pdf_tables and _looks_tabular(text):
-                    table_pages.append(index)
+            textpage.close()
             page.close()
     finally:
         pdf.close()
-    if table_pages:
-        pages = _add_pdf_tables(data, pages, table_pages)
     return pages
 
 
@@ -426,28 +441,23 @@ def _clean_pdf_text(text: str) -> str:
 
 
 def _looks_tabular(text: str) -> bool:
-    """At least three lines carrying two or more separate figures: worth asking pdfplumber for tables."""
+    """At least three lines carrying two or more separate figures: worth looking for tables."""
     figures = re.compile(r"(?<![\w.,])\(?[$€£]?\d[\d,]*(?:\.\d+)?\)?%?(?![\w])")
     return sum(1 for line in text.splitlines() if len(figures.findall(line)) >= 2) >= 3
 
 
-def _add_pdf_tables(data: bytes, pages: list[Page], indexes: list[int]) -> list[Page]:
-    """Append each table pdfplumber finds on these pages as labelled lines after the page's text."""
-    import pdfplumber
+def _with_tables(text: str, number: int, textpage, raw_text: str, options: LoadOptions) -> Page:
+    """The page's text, then each table found on it as labelled lines."""
+    from rag.pdf_tables import page_tables
 
-    out = list(pages)
-    with pdfplumber.open(io.BytesIO(data), pages=[i + 1 for i in indexes]) as pdf:
-        for index, plumber_page in zip(indexes, pdf.pages):
-            tables = [t for t in plumber_page.extract_tables() if len(t) >= 2 and max(len(r) for r in t) >= 2]
-            plumber_page.close()
-            if not tables:
-                continue
-            body = _PageText()
-            body.add(pages[index].text)
-            for rows in tables:
-                body.table(rows)
-            out[index] = body.page(pages[index].number)
-    return out
+    tables = page_tables(textpage, raw_text, options.pdf_table_gap)
+    if not tables:
+        return Page(text, number)
+    body = _PageText()
+    body.add(text)
+    for lines in tables:
+        body.table_lines(lines)
+    return body.page(number)
 
 
 # ---------------------------------------------------------------------------------------------- OCR

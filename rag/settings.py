@@ -51,8 +51,12 @@ class Settings(BaseSettings):
     ocr_language: str = Field("eng", description="Tesseract language(s) for OCR, e.g. 'eng' or 'eng+deu'.")
     ocr_dpi: int = Field(300, ge=72, le=1200, description="Resolution a PDF page is rendered at for OCR.")
     pdf_tables: bool = Field(
-        True, description="Extract tables from PDF pages that look tabular (pdfplumber) as labelled lines "
-        "('row | column | figure'); False: PDF text only, faster.",
+        True, description="Extract tables from PDF pages that look tabular (from PDFium's character boxes) as "
+        "labelled lines ('row | column | figure'); False: PDF text only.",
+    )
+    pdf_table_gap: float = Field(
+        1.5, gt=0, le=20, description="In a PDF table, a gap between words wider than this many average "
+        "character widths separates two cells (a word space is about 0.6).",
     )
 
     # Retrieval.

@@ -247,3 +247,158 @@ def _chunk_lines(index: Path) -> list[str]:
     version = store.current_version(index)
     path = index / store.VERSIONS / version / store.CHUNKS
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# PDF tables are read from PDFium's character boxes (rag.pdf_tables). Besides matplotlib's ruled table
+# above, statements drawn text by text as filings are: no borders, multi-line and spanning headers.
+
+
+def statement_pdf() -> bytes:
+    """A filing-style statement drawn text by text (matplotlib), as a 10-Q's is: no cell borders, a
+    three-line header ("Three Months Ended" centred over two date columns, "June 25," over "2022"),
+    "$" apart from right-aligned figures, a sub-heading, a label wrapped onto two lines, a dash for
+    "none", and prose with figures above and below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(8.5, 11))
+    put = lambda x, y, s, ha="left": fig.text(x / 612, 1 - y / 792, s, ha=ha, fontsize=8.5)
+    put(72, 80, "Net sales were 82,959 in the quarter, up 2% from 81,434 a year earlier, and operating")
+    put(72, 92, "expenses rose 11% to 12,809. The statement below is in millions of dollars, except where noted.")
+    columns = [330, 400, 470, 540]  # right edges of the four figure columns
+    put(339, 120, "Three Months Ended", "center")
+    put(479, 120, "Nine Months Ended", "center")
+    for x, (day, year) in zip(columns, [("June 25,", "2022"), ("June 26,", "2021")] * 2):
+        put(x, 132, day, "right")
+        put(x, 144, year, "right")
+    rows = [("Products", ["63,355", "63,948", "245,241", "232,309"], True),
+            ("Services", ["19,604", "17,486", "58,941", "50,148"], False),
+            ("Total net sales", ["82,959", "81,434", "304,182", "282,457"], True),
+            ("Operating expenses:", None, False),
+            ("Research and development", ["6,797", "5,717", "19,490", "16,142"], False),
+            ("Selling, general and", None, False),
+            ("administrative", ["6,012", "5,412", "18,644", "16,357"], False),
+            ("Restructuring", ["\u2014", "(83)", "\u2014", "(127)"], False)]
+    y = 160
+    for label, figures, dollars in rows:
+        put(72 if figures is not None or label.endswith(":") else 72, y, label)
+        if label == "administrative":
+            fig.texts[-1].set_x(82 / 612)  # a wrapped label continues indented
+        for x, figure in zip(columns, figures or []):
+            put(x, y, figure, "right")
+            if dollars:
+                put(x - 52, y, "$")
+        y += 12
+    put(72, y + 14, "Research and development expense grew 19% to 6,797 in the quarter as headcount rose by")
+    put(72, y + 26, "2,100 and 1,400 engineers joined from acquisitions, 3,500 in all.")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="pdf")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def balance_sheet_pdf() -> bytes:
+    """Two pages drawn text by text: a table of contents (figures after dot leaders, no table), then a
+    balance sheet under a row of years with dot leaders, "$" and ")" apart from the figures, a line of
+    prose, and a second table with a one-line header."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    buffer = io.BytesIO()
+    with PdfPages(buffer) as pdf:
+        fig = plt.figure(figsize=(8.5, 11))
+        put = lambda x, y, s, ha="left": fig.text(x / 612, 1 - y / 792, s, ha=ha, fontsize=10)
+        put(72, 80, "Contents")
+        for n, (title, page) in enumerate([("Financial statements", "3"), ("Notes to the statements", "7"),
+                                           ("Risk factors", "12"), ("Controls and procedures", "15")]):
+            put(72, 100 + 14 * n, f"{n + 1} {title} " + ". " * (40 - len(title) // 2))
+            put(540, 100 + 14 * n, page, "right")
+        pdf.savefig(fig)
+        plt.close(fig)
+
+        fig = plt.figure(figsize=(8.5, 11))
+        put = lambda x, y, s, ha="left": fig.text(x / 612, 1 - y / 792, s, ha=ha, fontsize=9)
+        put(72, 80, "Condensed consolidated balance sheets (in millions)")
+        put(430, 100, "2022", "right")
+        put(530, 100, "2021", "right")
+        rows = [("Cash and cash equivalents", "$", ["27,502", "34,940"]),
+                ("Accounts receivable, net", "", ["21,803", "26,278"]),
+                ("Total current assets", "$", ["112,292", "134,836"]),
+                ("Accumulated other comprehensive loss", "", ["(1,234", "(927"])]
+        for n, (label, dollar, figures) in enumerate(rows):
+            y = 116 + 12 * n
+            put(72, y, label + " " + ". " * (30 - len(label) // 2))
+            for x, figure in zip([430, 530], figures):
+                put(x, y, figure, "right")
+                if dollar:
+                    put(x - 60, y, dollar)
+                if figure.startswith("("):
+                    put(x + 1, y, ")")
+        # One line of prose, close above the second table: it ends the first table, not its header.
+        put(72, 190, "Segment operating income rose in 2022 in both regions, by 1,203 and by 512 (14 new stores).")
+        put(400, 206, "Americas", "right")
+        put(500, 206, "Europe", "right")
+        for n, (label, figures) in enumerate([("Net sales", ["37,472", "19,287"]),
+                                              ("Operating income", ["13,201", "7,117"])]):
+            put(72, 220 + 12 * n, label)
+            for x, figure in zip([400, 500], figures):
+                put(x, 220 + 12 * n, figure, "right")
+        pdf.savefig(fig)
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def table_texts(page) -> list[list[str]]:
+    return [page.text[start:end].split("\n") for start, end in page.tables]
+
+
+def test_pdf_statement_with_multi_line_spanning_headers(tmp_path: Path) -> None:
+    page = load(tmp_path, "statement.pdf", statement_pdf()).pages[0]
+    three, nine = "Three Months Ended June 25, 2022", "Nine Months Ended June 26, 2021"
+    (table,) = table_texts(page)
+    assert len(table) == 25
+    assert table[:4] == [
+        f"Products | {three} | $ 63,355.",
+        "Products | Three Months Ended June 26, 2021 | $ 63,948.",
+        "Products | Nine Months Ended June 25, 2022 | $ 245,241.",
+        f"Products | {nine} | $ 232,309.",
+    ]
+    assert f"Total net sales | {three} | $ 82,959." in table
+    assert "Operating expenses:." in table  # a sub-heading stays a line of its own
+    assert f"Selling, general and administrative | {three} | 6,012." in table  # the wrapped label joined
+    assert table[-4:] == [
+        f"Restructuring | {three} | \u2014.",
+        "Restructuring | Three Months Ended June 26, 2021 | (83).",
+        "Restructuring | Nine Months Ended June 25, 2022 | \u2014.",
+        f"Restructuring | {nine} | (127).",
+    ]
+    assert not any("operating" in line or "headcount" in line for line in table)  # the prose stays prose
+    assert page.text.startswith("Net sales were 82,959 in the quarter")
+
+
+def test_pdf_year_headers_leaders_two_tables_and_no_table_in_contents(tmp_path: Path) -> None:
+    contents, sheet = load(tmp_path, "annual.pdf", balance_sheet_pdf()).pages
+    assert contents.tables == ()  # one column of page numbers after dot leaders is not a table
+    assert table_texts(sheet) == [
+        ["Cash and cash equivalents | 2022 | $ 27,502.", "Cash and cash equivalents | 2021 | $ 34,940.",
+         "Accounts receivable, net | 2022 | 21,803.", "Accounts receivable, net | 2021 | 26,278.",
+         "Total current assets | 2022 | $ 112,292.", "Total current assets | 2021 | $ 134,836.",
+         "Accumulated other comprehensive loss | 2022 | (1,234).",
+         "Accumulated other comprehensive loss | 2021 | (927)."],
+        ["Net sales | Americas | 37,472.", "Net sales | Europe | 19,287.",
+         "Operating income | Americas | 13,201.", "Operating income | Europe | 7,117."],
+    ]
+
+
+def test_pdf_tables_off_reads_text_only(tmp_path: Path) -> None:
+    from rag.loaders import LoadOptions
+
+    corpus = write_corpus(tmp_path, {"statement.pdf": statement_pdf()})
+    document = load_document(corpus / "statement.pdf", corpus, options=LoadOptions(pdf_tables=False))
+    assert document.pages[0].tables == ()
+    assert "Total net sales $ 82,959 $ 81,434 $ 304,182 $ 282,457" in document.pages[0].text
