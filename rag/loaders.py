@@ -440,10 +440,15 @@ def _clean_pdf_text(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-").replace("\x00", "")
 
 
+# A line ending in two figures (or dashes), as a table row does after its label: "Products $ 63,355 $ 63,948".
+_FIGURE_TOKEN = r"(?:[$€£¥]\s*)?(?:\(?\d[\d,]*(?:\.\d+)?\s?\)?%?|[\u2014\u2013-])"
+_ROW_END = re.compile(rf"(?:^|\s){_FIGURE_TOKEN}\s+{_FIGURE_TOKEN}[ \t]*$", re.MULTILINE)
+
+
 def _looks_tabular(text: str) -> bool:
-    """At least three lines carrying two or more separate figures: worth looking for tables."""
-    figures = re.compile(r"(?<![\w.,])\(?[$€£]?\d[\d,]*(?:\.\d+)?\)?%?(?![\w])")
-    return sum(1 for line in text.splitlines() if len(figures.findall(line)) >= 2) >= 3
+    """At least three lines ending in two figures: worth looking for tables (prose lines with figures
+    rarely end in two, so prose pages skip the table search)."""
+    return len(_ROW_END.findall(text, 0)) >= 3 if text else False
 
 
 def _with_tables(text: str, number: int, textpage, raw_text: str, options: LoadOptions) -> Page:

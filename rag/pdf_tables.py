@@ -106,7 +106,7 @@ def page_tables(textpage, text: str, gap: float) -> list[list[str]]:
 def _lines(textpage, text: str) -> list[_Line]:
     """Words with their boxes, grouped into lines from the top of the page down.
 
-    Two raw FPDFText_GetLooseCharBox calls per word (first and last character), not pypdfium2's
+    Raw FPDFText_GetLooseCharBox calls for a word's first and last characters only, not pypdfium2's
     `get_charbox` per character: on a table page that is most of the cost, and this is about 5x cheaper.
     Loose boxes span the font's ascent and descent, so words of one font size on one baseline share them.
     """
@@ -121,7 +121,7 @@ def _lines(textpage, text: str) -> list[_Line]:
         if not charbox(handle, match.start(), ref):
             continue
         x0, top, bottom = rect.left, rect.top, rect.bottom
-        if not charbox(handle, match.end() - 1, ref):
+        if match.end() - match.start() > 1 and not charbox(handle, match.end() - 1, ref):
             continue
         x1 = rect.right
         if x1 > x0 and top > bottom:  # rotated or degenerate text is left to the page's text
