@@ -13,12 +13,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from rag.embedding import Embedder, load_embedder
 from rag.ingest import ingest
 from rag.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# CI must pass or fail on the code, not on luck: the same examples on every run (derandomize) and no example
+# database carried between runs. Locally ("dev") Hypothesis explores new examples each run and replays the
+# failures it saved in .hypothesis/. HYPOTHESIS_PROFILE=ci reproduces a CI run.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 SHIPPED_CORPUS = REPO / "corpus"
 
 TINY_CORPUS = {
