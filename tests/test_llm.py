@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import generate
+from rag import cli, generate
 from rag.chat import Assistant, condense, is_follow_up, llm_condense
 from rag.chunking import Chunk
 from rag.evaluation import EvalError, run_eval
@@ -195,7 +195,8 @@ def test_unsupported_or_unresponsive_answers_fall_back_to_the_extractive_answer(
 # --- Back end errors: one clear message, extractive answers go on ------------------------------------
 
 
-def test_unreachable_server_gives_one_clear_message_and_an_extractive_answer(tiny_index: Settings, embedder) -> None:
+def test_unreachable_server_gives_one_clear_message_and_an_extractive_answer(tiny_index: Settings, embedder,
+                                                                            monkeypatch, capsys) -> None:
     require("llama_index.llms.openai_like", "pip install -e '.[llm]'")
     url = f"http://127.0.0.1:{free_port()}/v1"
     extractive = Assistant(tiny_index, embedder=embedder).ask(QUESTION)
@@ -207,12 +208,14 @@ def test_unreachable_server_gives_one_clear_message_and_an_extractive_answer(tin
                            "serve`) or fix the URL, or set RAG_LLM_BACKEND=none. Answered extractively.")
     assert answer.text == extractive.text and answer.citations == extractive.citations
 
-    result = run_rag("ask", QUESTION, "--llm", "openai", "--corpus", str(tiny_index.corpus_dir), "--index",
-                     str(tiny_index.index_dir), env={"RAG_LLM_BASE_URL": url})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("cannot be reached (RAG_LLM_BASE_URL)") == 1
-    assert result.stdout.startswith(extractive.text + "\n")
-    assert "Traceback" not in result.stderr
+    monkeypatch.setenv("RAG_LLM_BASE_URL", url)
+    capsys.readouterr()
+    assert cli.main(["ask", QUESTION, "--llm", "openai", "--corpus", str(tiny_index.corpus_dir), "--index",
+                     str(tiny_index.index_dir)]) == 0
+    out = capsys.readouterr()
+    assert out.out.count("cannot be reached (RAG_LLM_BASE_URL)") == 1
+    assert out.out.startswith(extractive.text + "\n")
+    assert "Traceback" not in out.err
 
 
 def test_missing_package_or_model_names_the_setting_and_the_fix(tiny_index: Settings, embedder, monkeypatch) -> None:
