@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rag import store
 from rag.answer import STOPWORDS, ExtractiveAnswerer, content_words
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Embedder, QueryEncoder, load_query_encoder
 from rag.generate import GroundedAnswerer
 from rag.llm import describe_failure, open_llm
 from rag.retrieval import Retriever
@@ -118,7 +118,8 @@ def record_turn(history: Sequence[Turn], question: str, answer: Answer) -> list[
 
 
 class Assistant:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | QueryEncoder | None = None,
+                 llm: LLM | None = None) -> None:
         """`llm` overrides the one settings.llm_backend would make (tests load a model once and share it)."""
         self.settings = settings
         self._lock = threading.Lock()
@@ -126,7 +127,7 @@ class Assistant:
         self._retriever: Retriever | None = None
         # Open the index before the model: a missing index is reported without waiting for the model.
         snapshot = store.load(settings.index_dir, settings.index_signature())
-        self.embedder = embedder or load_embedder(settings.embed_model)
+        self.embedder = embedder or load_query_encoder(settings)  # numpy: a question never imports torch
         self._install(snapshot)
         self.llm, self.llm_problem = (llm, None) if llm is not None else open_llm(settings)
         # An in-process model (llama.cpp) serves one generation at a time; a server queues requests itself.

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import Document
-
-from rag.loaders import Page, SourceDocument
+if TYPE_CHECKING:
+    from rag.loaders import Page, SourceDocument
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,9 @@ class Chunker:
             )
         self._tokenize = tokenize
         self._chunk_tokens = chunk_tokens
+        # Imported here: llama-index costs seconds to import, and readers (`rag ask`) need only `Chunk`.
+        from llama_index.core.node_parser import SentenceSplitter
+
         self._splitter = SentenceSplitter(
             chunk_size=chunk_tokens,
             chunk_overlap=chunk_overlap,
@@ -74,6 +76,8 @@ class Chunker:
         return spans + self._prose_spans(page.text, cursor, len(page.text))
 
     def _prose_spans(self, text: str, begin: int, finish: int) -> list[tuple[int, int]]:
+        from llama_index.core.schema import Document  # see __init__: not on the readers' import path
+
         segment = text[begin:finish]
         if not segment.strip():
             return []

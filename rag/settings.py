@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(32, ge=0, le=1024, description="Word pieces shared by neighbouring chunks.")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Chunks embedded per batch.")
+    query_encoder: Literal["numpy", "torch"] = Field(
+        "numpy",
+        description="What embeds questions (and the few texts an answer needs): 'numpy' runs the model's BERT "
+        "in numpy without importing torch, so `rag ask` starts in about a second (same vectors within 1e-4 "
+        "cosine); 'torch' uses sentence-transformers. Models numpy cannot run (not BERT + mean pooling) use "
+        "torch either way. Ingest always embeds documents with torch.",
+    )
+    query_encoder_max_texts: int = Field(
+        64, ge=1, le=100_000,
+        description="The numpy query encoder hands calls with more texts than this to torch (faster on big "
+        "batches, e.g. a re-index in the web app).",
+    )
 
     # Parsing (rag/parsing.py, rag/loaders.py).
     parse_workers: int = Field(
