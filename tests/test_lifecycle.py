@@ -411,11 +411,25 @@ def test_the_watcher_retries_while_another_process_writes(tiny_index: Settings, 
 
 
 def test_rag_watch_follows_the_folder_until_interrupted(tiny_index: Settings) -> None:
+    """A subprocess is the point (Ctrl-C). Every wait is on the child's output; if it does not stop, faulthandler
+    (SIGABRT) prints where each of its threads was, so a hang names its cause instead of a bare timeout."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "watch", "--corpus", str(tiny_index.corpus_dir),
+        [sys.executable, "-X", "faulthandler", "-m", "rag.cli", "watch", "--corpus", str(tiny_index.corpus_dir),
          "--index", str(tiny_index.index_dir), "--debounce", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    stderr: list[str] = []
+    stopping = threading.Event()
+
+    def read_stderr() -> None:  # drained continuously: a full pipe would block the child
+        assert process.stderr is not None
+        for line in process.stderr:
+            stderr.append(line)
+            if line.startswith("stopping"):
+                stopping.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
         assert process.stdout is not None
         first = process.stdout.readline()  # the catch-up ingest on start
@@ -427,9 +441,16 @@ def test_rag_watch_follows_the_folder_until_interrupted(tiny_index: Settings) ->
         assert re.fullmatch(r"added 0, updated 0, removed 1, unchanged 1 in \d+\.\d s "
                             r"\(renamed 1, skipped 0, 0 chunks embedded\)\n", second), second
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-        stderr = process.stderr.read() if process.stderr else ""
-        assert f"watching {tiny_index.corpus_dir} (re-index 1 s after the last change); Ctrl-C stops" in stderr
+        try:
+            assert stopping.wait(60), "no 'stopping' after SIGINT"
+            assert process.wait(timeout=60) == 0
+        except (AssertionError, subprocess.TimeoutExpired):
+            process.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack to stderr
+            process.wait(timeout=30)
+            reader.join(timeout=10)
+            raise AssertionError("rag watch did not stop after SIGINT:\n" + "".join(stderr)) from None
+        reader.join(timeout=10)
+        assert f"watching {tiny_index.corpus_dir} (re-index 1 s after the last change); Ctrl-C stops" in "".join(stderr)
     finally:
         if process.poll() is None:
             process.kill()
