@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bm25s.stopwords import STOPWORDS_EN
-from llama_index.core.utils import globals_helper
 
 from rag import store
+from rag.nlp_data import english_stopwords
 from rag.retrieval import Hit, Retriever, Sentence
 from rag.schema import Answer, Citation
 from rag.settings import Settings
@@ -39,7 +39,7 @@ _QUESTION_WORDS = {
     "big", "large", "high", "old", "far", "thanks",
 }
 # nltk's English list, bundled with llama-index (bm25s' own list is too short for judging questions).
-STOPWORDS = set(globals_helper.stopwords) | set(STOPWORDS_EN) | _QUESTION_WORDS
+STOPWORDS = set(english_stopwords()) | set(STOPWORDS_EN) | _QUESTION_WORDS
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 _NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a few|several|a couple of)"

@@ -84,9 +84,9 @@ _SPLITTER = None
 def _sentence_splitter():
     global _SPLITTER
     if _SPLITTER is None:
-        from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
+        from rag.nlp_data import sentence_splitter
 
-        _SPLITTER = split_by_sentence_tokenizer()
+        _SPLITTER = sentence_splitter()
     return _SPLITTER
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rag.embedding import Embedder, EmbedderError, QueryEncoder, load_query_encoder, resolve_model_path, unsupported_reason
+from rag.nlp_data import english_stopwords, sentence_splitter
 from rag.settings import Settings
 from tests.conftest import REPO, SHIPPED_CORPUS, TINY_CORPUS
 
@@ -92,14 +93,25 @@ def test_a_model_numpy_cannot_run_is_named_and_torch_is_used(tmp_path: Path, mon
     assert isinstance(load_query_encoder(Settings()), QueryEncoder)
 
 
+def test_stopwords_and_sentence_splitter_are_llama_index_s() -> None:
+    from llama_index.core.node_parser.text.utils import split_by_sentence_tokenizer
+    from llama_index.core.utils import globals_helper
+
+    assert list(english_stopwords()) == globals_helper.stopwords and "the" in english_stopwords()
+    text = (SHIPPED_CORPUS / "dongguan-hong-kong-cooperation.txt").read_text(encoding="utf-8")
+    text += " The U.S. grew by 3.28 million. Dr. Kalder came at 5 p.m. today! Did he? Yes."
+    assert sentence_splitter()(text) == split_by_sentence_tokenizer()(text)
+    assert len(sentence_splitter()(text)) > 20
+
+
 def test_a_question_in_a_fresh_process_imports_no_torch(shipped_index: Settings) -> None:
     """A subprocess is the point: the test session itself has torch loaded."""
     script = (
         "import sys, json\n"
         "from rag.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sentence_transformers', 'transformers',"
-        " 'gradio'})\n"
+        "heavy = sorted(set(sys.modules) & {'torch', 'sentence_transformers', 'transformers', 'gradio', 'llama_index',"
+        " 'llama_index.core', 'sklearn', 'scipy.stats'})\n"
         "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
     )
     result = subprocess.run(
