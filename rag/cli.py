@@ -1,10 +1,11 @@
-"""`rag ingest | ask | chat | serve | eval`: the terminal front end. Thin: it calls the library's public API."""
+"""`rag ingest | ask | chat | serve | watch | eval | bench`: the terminal front end. Thin: it calls the library's public API."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -202,6 +203,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rag import bench
+    from rag.evaluation import EvalError, load_eval_file
+
+    corpus = Path(args.corpus or _settings(args).corpus_dir)
+    try:
+        questions = [case.question for case in load_eval_file(args.questions).cases]
+    except EvalError as err:
+        console.print(f"[red]error:[/] {err}", markup=False)
+        return 1
+    if not questions:
+        console.print(f"error: {args.questions} has no questions", markup=False)
+        return 1
+    figures = bench.run_bench(corpus, questions, requests=args.requests, clients=args.clients)
+    print(f"`rag bench --corpus {corpus} --questions {args.questions} --requests {args.requests}` "
+          f"({os.cpu_count()} cores)\n")
+    print(bench.table(figures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -248,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="skip the LlamaIndex baseline (faster)")
     p.add_argument("--cache", metavar="DIR", help="where indexes built for --corpus are kept (default ~/.cache/rag-eval)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="measure ingest, query latency and throughput, cold start and memory beside LlamaIndex")
+    p.add_argument("--corpus", help="documents to index in a temporary folder (default: corpus/, or RAG_CORPUS_DIR)")
+    p.add_argument("--questions", default="eval/questions.jsonl", help="an eval file whose questions are asked")
+    p.add_argument("--requests", type=int, default=200, help="questions asked per concurrent measurement (default 200)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
