@@ -92,6 +92,9 @@ def paused_writers(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder)
             writer.kill()
 
 
+# The writers paused at each stage are child processes (kill -9 is the point), one of which loads the model:
+# slow tier.
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_first(paused_writers, embedder: Embedder) -> None:
     writer, _ = paused_writers["embedding"]  # holds the lock while it sleeps
     writer.wait_paused()
@@ -106,6 +109,7 @@ def test_a_second_writer_is_refused_naming_the_first(paused_writers, embedder: E
     assert err.value.owner == pid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_kill_9_leaves_the_old_version_serving_and_the_next_ingest_recovers(
     stage: str, paused_writers, embedder: Embedder, caplog: pytest.LogCaptureFixture
