@@ -106,20 +106,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The child reports its own peak: VmHWM restarts at exec, while the rusage of a forked child (ru_maxrss) also
+# counts the pages it shared with this process (torch and all) before exec.
+_COLD_ASK = """
+import sys
+from rag.cli import main
+code = main(sys.argv[1:])
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("VmHWM", int(hwm.split()[1]), file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def cold_ask(settings: Settings, question: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `rag ask --json` in a fresh interpreter, to its printed JSON."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag.cli", "ask", question, "--json", "--corpus", str(settings.corpus_dir),
-         "--index", str(settings.index_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    result = subprocess.run(
+        [sys.executable, "-c", _COLD_ASK, "ask", question, "--json", "--corpus", str(settings.corpus_dir),
+         "--index", str(settings.index_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    _, status, usage = os.wait4(process.pid, 0)  # the rusage of this child alone
     seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"rag ask exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
-    process.stderr.close()
-    return seconds, usage.ru_maxrss / 1024
+    if result.returncode != 0:
+        raise RuntimeError(f"rag ask exited with {result.returncode}: {result.stderr[-2000:]}")
+    peak_kb = int(result.stderr.rsplit("VmHWM", 1)[1].split()[0])
+    return seconds, peak_kb / 1024
 
 
 class Served:

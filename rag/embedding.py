@@ -106,16 +106,17 @@ class QueryEncoder:
 
     Hand-written because the libraries that run a BERT without torch need either torch to export the model
     (ONNX) or a download; the forward pass is 60 lines of matrix products over the model's own weights
-    (safetensors.numpy) and tokenizer (tokenizers). Calls with more than `max_texts` texts go to the torch
-    `Embedder`, loaded on first such call: torch is faster on big batches and ingest embeds those.
+    (safetensors.numpy) and tokenizer (tokenizers). A call of more than `max_tokens` word pieces in all (a
+    document batch, e.g. a re-index in the web app) goes to the torch `Embedder`, loaded on first such call:
+    torch is faster on big batches. What an answer embeds (a question, sentences, words) stays far below.
     """
 
-    def __init__(self, model_name: str, max_texts: int = 64) -> None:
+    def __init__(self, model_name: str, max_tokens: int = 8192) -> None:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         self.name = model_name
-        self.max_texts = max_texts
+        self.max_batch_tokens = max_tokens
         folder = Path(resolve_model_path(model_name))
         problem = unsupported_reason(folder)
         if problem:
@@ -156,9 +157,9 @@ class QueryEncoder:
     def embed(self, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if len(texts) > self.max_texts:
-            return self._torch_embedder().embed(texts, batch_size=batch_size, show_progress=show_progress)
         ids = self._ids(texts)
+        if sum(map(len, ids)) > self.max_batch_tokens:
+            return self._torch_embedder().embed(texts, batch_size=batch_size, show_progress=show_progress)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         # Texts of similar length together, as sentence-transformers batches them: less padding.
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
@@ -259,8 +260,8 @@ def unsupported_reason(folder: Path) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _numpy_encoder(model_name: str, max_texts: int) -> QueryEncoder:
-    return QueryEncoder(model_name, max_texts)
+def _numpy_encoder(model_name: str, max_tokens: int) -> QueryEncoder:
+    return QueryEncoder(model_name, max_tokens)
 
 
 def load_query_encoder(settings: Settings) -> QueryEncoder | Embedder:
@@ -273,4 +274,4 @@ def load_query_encoder(settings: Settings) -> QueryEncoder | Embedder:
     if problem:
         log.info("queries are embedded with torch: %s", problem)
         return load_embedder(settings.embed_model)
-    return _numpy_encoder(settings.embed_model, settings.query_encoder_max_texts)
+    return _numpy_encoder(settings.embed_model, settings.query_encoder_max_tokens)

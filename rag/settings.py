@@ -39,10 +39,11 @@ class Settings(BaseSettings):
         "cosine); 'torch' uses sentence-transformers. Models numpy cannot run (not BERT + mean pooling) use "
         "torch either way. Ingest always embeds documents with torch.",
     )
-    query_encoder_max_texts: int = Field(
-        64, ge=1, le=100_000,
-        description="The numpy query encoder hands calls with more texts than this to torch (faster on big "
-        "batches, e.g. a re-index in the web app).",
+    query_encoder_max_tokens: int = Field(
+        8192, ge=1, le=10_000_000,
+        description="The numpy query encoder hands a call of more word pieces than this in all to torch, "
+        "which is faster on big batches (a re-index in the web app); an answer's question, sentences and "
+        "words stay below it, so answering never loads torch.",
     )
 
     # Parsing (rag/parsing.py, rag/loaders.py).

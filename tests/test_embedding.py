@@ -62,9 +62,10 @@ def test_tokens_and_shape_match_the_torch_embedder(encoder: QueryEncoder, embedd
     assert encoder.embed([]).shape == (0, 384)
 
 
-def test_many_texts_go_to_torch(embedder: Embedder) -> None:
-    small = QueryEncoder(Settings().embed_model, max_texts=2)
-    texts = ["Typhoons arrive mostly in August.", "Cats sleep.", "Ferries leave twice a day."]
+def test_big_batches_go_to_torch(embedder: Embedder) -> None:
+    small = QueryEncoder(Settings().embed_model, max_tokens=20)
+    texts = ["Typhoons arrive mostly in August.", "Cats sleep.", "Ferries leave twice a day."]  # 22 word pieces with [CLS] and [SEP]
+    small.embed(texts[1:])  # 13 word pieces with [CLS] and [SEP]: numpy
     assert small._torch is None
     np.testing.assert_array_equal(small.embed(texts), embedder.embed(texts))  # the very torch vectors
     assert small._torch is embedder  # the shared, cached instance
