@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         "which is faster on big batches (a re-index in the web app); an answer's question, sentences and "
         "words stay below it, so answering never loads torch.",
     )
+    max_document_chars: int = Field(
+        5_000_000, ge=1000, description="Most characters of text one document may hold; a longer one is skipped "
+        "with the reason (embedding runs about 17 chunks/s on two cores, so 5 million characters, ~6,000 chunks, "
+        "take about 6 minutes). Raise it to index longer documents."
+    )
 
     # Parsing (rag/parsing.py, rag/loaders.py).
     parse_workers: int = Field(
@@ -129,7 +134,21 @@ class Settings(BaseSettings):
     # Web app.
     host: str = Field("127.0.0.1", description="Address the web app binds to.")
     port: int = Field(7860, ge=1, le=65535, description="Port the web app listens on.")
-    max_upload_mb: float = Field(50.0, gt=0, description="Largest file accepted by upload, in MB.")
+    max_upload_mb: float = Field(
+        50.0, gt=0, description="Largest file accepted by upload, in MB; Gradio refuses a larger one (413) while "
+        "receiving it, before it is kept anywhere."
+    )
+    web_cache_max_age_s: int = Field(
+        3600, ge=60, description="Gradio's copies of uploads and chat exports are deleted once older than this "
+        "(checked as often); all of them when the app restarts."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, le=1000, description="Failed logins from one client address before it is locked out (RAG_AUTH)."
+    )
+    login_lockout_s: float = Field(
+        60.0, gt=0, le=86400, description="Seconds a client address stays locked out after login_max_failures "
+        "failed logins; every login attempt from it is refused meanwhile."
+    )
     auth: str | None = Field(
         None, repr=False, description="user:password required by the web app, from RAG_AUTH; unset: no login."
     )

@@ -1,24 +1,38 @@
-"""The Gradio web chat. Thin: it renders what `Assistant.ask` returns and nothing else decides here."""
+"""The Gradio web chat. Thin: it renders what `Assistant.ask` returns and nothing else decides here.
+
+Nothing leaves the machine: Gradio's analytics and version check (look-ups of huggingface.co and
+api.gradio.app at every launch) are off, set before gradio is imported and again on the Blocks.
+"""
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import logging
+import os
+import shutil
+import signal
 import tempfile
-import time
 from pathlib import Path
 
-import gradio as gr
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio at import and launch
 
-from rag import render, store
-from rag.chat import Assistant, record_turn
-from rag.evidence import EvidenceError, pdf_page, source_path, text_passage
-from rag.ingest import IngestError, ingest
-from rag.render import conversation_markdown
-from rag.schema import Answer, Turn
-from rag.settings import Settings
-from rag.store import IndexProblem
-from rag.watch import CorpusWatcher
-from rag.web_documents import Reindexer, documents_tab
+import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+
+from rag import render, store  # noqa: E402
+from rag.chat import Assistant, record_turn  # noqa: E402
+from rag.evidence import EvidenceError, pdf_page, source_path, text_passage  # noqa: E402
+from rag.ingest import IngestError, ingest  # noqa: E402
+from rag.render import conversation_markdown  # noqa: E402
+from rag.schema import Answer, Turn  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from rag.store import IndexProblem  # noqa: E402
+from rag.uploads import max_upload_bytes  # noqa: E402
+from rag.watch import CorpusWatcher  # noqa: E402
+from rag.web_documents import Reindexer, documents_tab  # noqa: E402
+from rag.web_guard import LoginGuard  # noqa: E402
+from rag.web_text import public_text  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +52,31 @@ def answer_messages(answer: Answer, question: str | None = None, turn: int | Non
     return messages
 
 
-def export_chat(history: list[Turn]) -> str | None:
-    """Write the conversation as Markdown to a fresh temporary file for the download button."""
-    if not history:
-        return None
-    folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
-    path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    path.write_text(conversation_markdown(history), encoding="utf-8")
-    return str(path)
+class ChatExports:
+    """The "Export chat as Markdown" files: one per browser session, overwritten after each answer, deleted
+    when the session ends and with the whole folder when the app exits (it wrote a new file per answer and
+    never removed one). Gradio's own copies of them expire with its cache (`delete_cache`)."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
+
+    def _session_folder(self, request: gr.Request | None) -> Path:
+        # The session hash comes from the browser: hashed again, it cannot name a path outside the folder.
+        session = getattr(request, "session_hash", None) or "no-session"
+        return self.folder / hashlib.sha256(session.encode()).hexdigest()[:32]
+
+    def write(self, history: list[Turn], request: gr.Request = None) -> str | None:
+        """The session's export file, rewritten with the conversation so far, for the download button."""
+        if not history:
+            return None
+        path = self._session_folder(request) / "chat.md"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(conversation_markdown(history), encoding="utf-8")
+        return str(path)
+
+    def drop(self, request: gr.Request = None) -> None:
+        shutil.rmtree(self._session_folder(request), ignore_errors=True)
 
 
 class ChatSession:
@@ -81,7 +112,11 @@ class ChatSession:
         warning must not linger."""
         if self.assistant is None and self.problem:
             self._open_assistant()  # the Documents tab's re-index may have built one
-        return f"**{render.escape(self.problem)}**" if self.problem else ""
+        return f"**{render.escape(self.public(self.problem))}**" if self.problem else ""
+
+    def public(self, message: str) -> str:
+        """An error message as the browser may see it: folders by name, no absolute server path."""
+        return public_text(message, [self.settings.index_dir, self.settings.corpus_dir])
 
     def banner(self) -> gr.Markdown:
         text = self.banner_text()
@@ -98,7 +133,7 @@ class ChatSession:
         if self.assistant is None:
             self.start()
         if self.assistant is None:
-            yield "", chat + [{"role": "assistant", "content": render.escape(self.problem or "No index.")}], history
+            yield "", chat + [{"role": "assistant", "content": self.banner_text() or "No index."}], history
             return
         written = ""
         try:
@@ -109,7 +144,8 @@ class ChatSession:
                 else:
                     answer = item
         except IndexProblem as err:
-            yield "", chat + [{"role": "assistant", "content": render.escape(f"The index cannot be used: {err}")}], history
+            message = render.escape(self.public(f"The index cannot be used: {err}"))
+            yield "", chat + [{"role": "assistant", "content": message}], history
             return
         yield "", chat + answer_messages(answer, question, turn=len(history)), record_turn(history, question, answer)
 
@@ -136,7 +172,7 @@ class ChatSession:
                                    self.settings.evidence_context_chars, self.settings)
             return render.text_passage_html(passage, n, citation), None, 0
         except (EvidenceError, IndexProblem) as err:
-            return render.evidence_error_html(n, citation, str(err)), None, 0
+            return render.evidence_error_html(n, citation, self.public(str(err))), None, 0
 
     def open_evidence(self, target: str, history: list[Turn]):
         """A citation link was clicked: `target` is its link target ("#cite-<turn>-<n>", then a click count
@@ -219,11 +255,15 @@ CSS = """
 def build_app(settings: Settings) -> gr.Blocks:
     session = ChatSession(settings)
     session.start()
-    reindexer = Reindexer(settings, embedder=lambda: session.assistant.embedder if session.assistant else None)
+    reindexer = Reindexer(settings, embedder=lambda: session.assistant.embedder if session.assistant else None,
+                          public=session.public)
     CorpusWatcher(settings, on_change=reindexer.update).start()  # the app follows corpus/ (see rag/watch.py)
-    with gr.Blocks(title="Ask your documents") as app:
+    exports = ChatExports()
+    age = settings.web_cache_max_age_s
+    with gr.Blocks(title="Ask your documents", analytics_enabled=False, delete_cache=(age, age)) as app:
         gr.Markdown(
-            f"### Ask your documents\nAnswers come only from the files in `{settings.corpus_dir}`, "
+            f"### Ask your documents\nAnswers come only from the files in "
+            f"{render.code(settings.corpus_dir.resolve().name)}, "
             "with the passages they quote. Click a citation to see it on its page."
         )
         problem = session.banner_text()
@@ -254,7 +294,7 @@ def build_app(settings: Settings) -> gr.Blocks:
                 for trigger in (question.submit, send.click):
                     trigger(session.respond, [question, chatbot, history], [question, chatbot, history]).then(
                         session.newest_evidence, history, pane_outputs).then(
-                        export_chat, history, export).then(session.banner, None, banner)
+                        exports.write, history, export).then(session.banner, None, banner)
                 new_chat.click(lambda: ([], [], None, render.PANE_EMPTY, None, *PAGER_HIDDEN),
                                None, [chatbot, history, export, *pane_outputs])
                 target.change(session.open_evidence, [target, history], pane_outputs)
@@ -263,11 +303,28 @@ def build_app(settings: Settings) -> gr.Blocks:
             chat_tab.select(None, None, None, js=SCROLL_CHAT_JS)
             documents_tab(settings, reindexer)
         app.load(session.banner, None, banner)  # a reloaded page shows the index as it is now
+        app.unload(exports.drop)
+    for fn in app.fns.values():
+        # Callable (the tests' gradio_client uses them) but not listed: the login page embeds the listing of
+        # "public" endpoints, with the Delete dropdown's choices, before anyone has logged in.
+        if fn.api_visibility == "public":
+            fn.api_visibility = "undocumented"
     return app
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # Gradio's launch() closes its server on this; then atexit removes the chat exports
+
+
 def serve(settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as on Ctrl-C
     app = build_app(settings)
-    app.queue(default_concurrency_limit=4).launch(server_name=settings.host, server_port=settings.port,
-                                                 show_error=True, auth=settings.auth_pair(), js=PAGE_JS, css=CSS)
+    guard = Middleware(LoginGuard, max_failures=settings.login_max_failures, lockout_s=settings.login_lockout_s)
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=settings.host, server_port=settings.port, show_error=True, auth=settings.auth_pair(),
+        js=PAGE_JS, css=CSS,
+        max_file_size=max_upload_bytes(settings),  # refused by Gradio while it streams, before it is kept
+        footer_links=["settings"],  # no API page, no link off the machine
+        app_kwargs={"openapi_url": None, "middleware": [guard]},  # FastAPI's /openapi.json lists every route
+    )
     return 0

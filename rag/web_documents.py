@@ -8,7 +8,7 @@ version without a restart.
 
 from __future__ import annotations
 
-import html
+import dataclasses
 import logging
 import threading
 import time
@@ -20,6 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from rag import store
+from rag.render import code, escape
 from rag.embedding import Embedder, load_embedder
 from rag.ingest import IngestError, IngestReport, check, ingest
 from rag.loaders import SUPPORTED_SUFFIXES
@@ -41,8 +42,10 @@ class Reindexer:
     chat's when it has one, else loaded once here, so a re-index does not reload the model.
     """
 
-    def __init__(self, settings: Settings, embedder: Callable[[], Embedder | None] = lambda: None) -> None:
+    def __init__(self, settings: Settings, embedder: Callable[[], Embedder | None] = lambda: None,
+                 public: Callable[[str], str] = lambda message: message) -> None:
         self.settings = settings
+        self.public = public  # an error message as the browser may see it (rag.web: no server paths)
         self._embedder_source = embedder
         self._embedder: Embedder | None = None
         self._lock = threading.RLock()
@@ -88,7 +91,8 @@ class Reindexer:
         try:
             report = self.update(rebuild=rebuild, progress=progress)
         except IngestError as err:
-            self.last_message = f"Re-index failed: {err}"
+            log.warning("re-index failed: %s", err)
+            self.last_message = self.public(f"Re-index failed: {err}")
         else:
             skipped = f"; skipped {', '.join(s.path for s in report.skipped)}" if report.skipped else ""
             self.last_message = f"Index {report.version}: {report.summary()}{skipped}"
@@ -109,7 +113,8 @@ class IndexStatus:
     problem: str | None = None  # the index cannot be used as it is
     damaged: bool = False  # a rebuild is the fix
 
-    def markdown(self, busy: bool = False) -> str:
+    def markdown(self, busy: bool = False, public: Callable[[str], str] = lambda message: message) -> str:
+        """The status as Markdown; `public` rewrites messages for the browser (no server paths)."""
         lines = []
         if self.version:
             lines.append(
@@ -117,10 +122,10 @@ class IndexStatus:
                 f"{len(self.skipped)} skipped · built {_when(self.built_at)}"
             )
         if self.problem:
-            lines.append(f"**Index problem:** {html.escape(self.problem)}")
+            lines.append(f"**Index problem:** {escape(public(self.problem))}")
         elif self.drift:
             lines.append("**Out of date with the corpus folder** (press Re-index): "
-                         + "; ".join(html.escape(d) for d in self.drift))
+                         + "; ".join(escape(public(d)) for d in self.drift))
         elif self.version:
             lines.append("In sync with the corpus folder.")
         if busy:
@@ -160,8 +165,8 @@ def index_status(settings: Settings) -> IndexStatus:
 
 def outcomes_markdown(outcomes: list[UploadOutcome]) -> str:
     """One line per file; a refused one is shown as an error (red box, ⚠), not as a plain bullet."""
-    return "\n".join(f"- {html.escape(o.message)}" if o.ok else
-                     f"<div class='refused' role='alert'>⚠ {html.escape(o.message)}</div>\n" for o in outcomes)
+    return "\n".join(f"- {escape(o.message)}" if o.ok else
+                     f"<div class='refused' role='alert'>⚠ {escape(o.message)}</div>\n" for o in outcomes)
 
 
 def upload_hint(max_mb: float) -> str:
@@ -177,7 +182,7 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
         status = index_status(settings)
         files = corpus_files(settings)
         return (
-            status.markdown(reindexer.busy),
+            status.markdown(reindexer.busy, reindexer.public),
             pd.DataFrame(status.documents, columns=DOCUMENT_COLUMNS),
             gr.update(value=pd.DataFrame(status.skipped, columns=SKIPPED_COLUMNS), visible=bool(status.skipped)),
             gr.update(choices=files, value=None),
@@ -192,37 +197,37 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
             return ("Choose one or more files first.", None, *refresh())
         with reindexer.hold():
             outcomes = store_uploads(settings, paths, replace=replace)
-            message = outcomes_markdown(outcomes)
+            message = outcomes_markdown([dataclasses.replace(o, message=reindexer.public(o.message)) for o in outcomes])
             if any(o.status in ("added", "replaced") for o in outcomes):
-                message += "\n\n" + html.escape(reindex_with(progress))
+                message += "\n\n" + escape(reindex_with(progress))
         return (message, None, *refresh())
 
     def on_delete_ask(doc_id: str | None):
         if not doc_id:
             return "Pick a document to delete first.", gr.update(visible=False), "", None
-        question = (f"Delete **{html.escape(doc_id)}**? The file is removed from `{settings.corpus_dir}` "
-                    "and from the index; this cannot be undone here.")
+        question = (f"Delete {code(doc_id)}? The file is removed from the corpus folder and from the index; "
+                    "this cannot be undone here.")
         return "", gr.update(visible=True), question, doc_id
 
     def on_delete_confirm(doc_id: str | None, progress=gr.Progress()):
         with reindexer.hold():
             try:
-                message = html.escape(delete_document(settings, doc_id or ""))
+                message = escape(reindexer.public(delete_document(settings, doc_id or "")))
             except UploadRejected as err:
-                message = html.escape(str(err))
+                message = escape(reindexer.public(str(err)))
             else:
-                message += "\n\n" + html.escape(reindex_with(progress))
+                message += "\n\n" + escape(reindex_with(progress))
         return (message, gr.update(visible=False), *refresh())
 
     def on_reindex(progress=gr.Progress()):
-        return (html.escape(reindex_with(progress)), *refresh())
+        return (escape(reindex_with(progress)), *refresh())
 
     def on_rebuild(progress=gr.Progress()):
-        return (html.escape(reindex_with(progress, rebuild=True)), *refresh())
+        return (escape(reindex_with(progress, rebuild=True)), *refresh())
 
     initial = index_status(settings)
     with gr.Tab("Documents", id="documents", elem_id="documents-tab") as tab:
-        status_md = gr.Markdown(initial.markdown(), elem_id="index-status")
+        status_md = gr.Markdown(initial.markdown(public=reindexer.public), elem_id="index-status")
         with gr.Row():
             reindex = gr.Button("Re-index", elem_id="reindex", scale=0)
             rebuild = gr.Button("Rebuild index", variant="stop", visible=initial.damaged, elem_id="rebuild", scale=0)
@@ -242,8 +247,9 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
                 upload = gr.Button("Upload and index", variant="primary", elem_id="upload")
             with gr.Column():
                 gr.Markdown("**Delete** a file from the corpus folder.")
-                choice = gr.Dropdown(choices=corpus_files(settings), value=None, label="Document",
-                                     elem_id="delete-choice")
+                # Choices are filled when the page loads (after the login, if any), not written into the app's
+                # config and API description, which the login page carried.
+                choice = gr.Dropdown(choices=[], value=None, label="Document", elem_id="delete-choice")
                 delete = gr.Button("Delete…", elem_id="delete")
                 pending = gr.State(None)  # the document the confirmation is about
                 with gr.Group(visible=False, elem_id="delete-confirm") as confirm:
@@ -253,6 +259,7 @@ def documents_tab(settings: Settings, reindexer: Reindexer) -> gr.Tab:
                         cancel = gr.Button("Cancel", elem_id="delete-cancel")
 
     shown = [status_md, documents, skipped, choice, rebuild]
+    gr.on(None, refresh, None, shown)  # no trigger: on page load
     tab.select(refresh, None, shown)
     reload_.click(refresh, None, shown)
     # One progress bar, over the documents table, instead of one over every output.
