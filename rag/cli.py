@@ -10,11 +10,22 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from rag.settings import Settings
 
 console = Console(stderr=True, soft_wrap=True)
 stdout = Console(soft_wrap=True, highlight=False)  # answers; styled only when stdout is a terminal
+
+
+def say(text: str, label: str = "") -> None:
+    """One line on stderr through rich: a markup `label` ("[red]error:[/]"), then `text` (file names, reasons,
+    paths) without control sequences (rag.render.printable) and markup-escaped, so a file named
+    "[red]x.txt" or "\033]0;title\007.txt" is printed as text."""
+    from rag.render import printable
+
+    shown = escape(printable(text))
+    console.print(f"{label} {shown}" if label else shown, highlight=False)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,19 +46,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.check:
         drift = check(settings)
         for line in drift:
-            console.print(f"[yellow]drift[/] {line}")
+            say(line, "[yellow]drift[/]")
         if not drift:
-            console.print(f"index {settings.index_dir} matches {settings.corpus_dir}")
+            say(f"index {settings.index_dir} matches {settings.corpus_dir}")
         return 1 if drift else 0
     try:
         report = ingest(settings, rebuild=args.rebuild)
     except IngestError as err:
-        console.print(f"[red]error:[/] {err}")
+        say(str(err), "[red]error:[/]")
         return 1
     for skipped in report.skipped:
-        console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}")
+        say(f"{skipped.path}: {skipped.reason}", "[yellow]skipped[/]")
     if report.rebuilt:
-        console.print(f"rebuilt from scratch: {report.rebuilt}")
+        say(f"rebuilt from scratch: {report.rebuilt}")
     print(report.summary())
     return 0
 
@@ -88,7 +99,7 @@ def _open_assistant(settings: Settings):
     try:
         return Assistant(settings)
     except IndexProblem as err:
-        console.print(f"[red]error:[/] {err}")
+        say(str(err), "[red]error:[/]")
         return None
 
 
@@ -155,7 +166,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rag import evaluation

@@ -15,6 +15,7 @@ A second writer fails at once with "another ingest (pid N) ..." unless asked to 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
 import itertools
 import logging
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rag import store
-from rag.chunking import Chunk, Chunker
+from rag.chunking import Chunk, Chunker, DocumentTooLong
 from rag.embedding import Embedder, load_embedder
 from rag.loaders import LoadError, LoadOptions, SkippedFile, doc_id_for, hash_bytes, scan_corpus
 from rag.parsing import Job, parse_files
@@ -217,15 +218,46 @@ def ingest(
     The embedder is loaded only if something has to be chunked or embedded.
     """
     started = time.perf_counter()
-    with writer_lock(settings.index_dir, wait):
-        store.pause_point("locked")
-        cleaned = store.cleanup(settings.index_dir)
-        if cleaned:
-            log.warning("removed leftovers of an interrupted ingest in %s: %s", settings.index_dir, ", ".join(cleaned))
-        report = _ingest_locked(settings, rebuild, embedder, progress)
-        report.cleaned = cleaned
+    if not settings.corpus_dir.is_dir():  # fail before writer_lock creates index/
+        try:
+            scan_corpus(settings.corpus_dir)  # raises the loader's message for a missing folder or a file
+        except LoadError as err:
+            raise IngestError(str(err)) from err
+    try:
+        with writer_lock(settings.index_dir, wait):
+            store.pause_point("locked")
+            cleaned = store.cleanup(settings.index_dir)
+            if cleaned:
+                log.warning("removed leftovers of an interrupted ingest in %s: %s", settings.index_dir,
+                            ", ".join(cleaned))
+            report = _ingest_locked(settings, rebuild, embedder, progress)
+            report.cleaned = cleaned
+    except OSError as err:  # corpus files that cannot be read are skipped inside: this is about index/
+        if not _writing_index(err, settings.index_dir):
+            raise
+        raise IngestError(cannot_write(settings.index_dir, err)) from err
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _writing_index(err: OSError, index_dir: Path) -> bool:
+    """A full disk or read-only file system (only index/ is written here), or an error on a path in index/."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        return True
+    return err.filename is not None and Path(os.fsdecode(err.filename)).resolve().is_relative_to(index_dir.resolve())
+
+
+def cannot_write(index_dir: Path, err: OSError) -> str:
+    """One line for a failed write to index/ (full disk, read-only folder): the folder, the cause, the fix."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free some space on its disk"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable for this user, or point --index / RAG_INDEX_DIR at a writable folder"
+    else:
+        fix = "check the folder and its disk"
+    reason = err.strerror or type(err).__name__
+    return (f"cannot write the index in {index_dir} ({reason}): {fix}, then run `rag ingest` again; "
+            "the index already there is unchanged and still answers")
 
 
 def _ingest_locked(
@@ -392,7 +424,8 @@ def _load_and_embed(
     if first is None:
         return {}
     embedder = embedder or load_embedder(settings.embed_model)
-    chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
+    chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens,
+                      max_document_chars=settings.max_document_chars)
 
     indexed: dict[str, int] = {}  # chunk text -> a FAISS id holding its vector in `previous`
     for faiss_id, chunk in (previous.chunks.items() if previous else ()):
@@ -418,8 +451,13 @@ def _load_and_embed(
         if isinstance(outcome, SkippedFile):
             report.skipped.append(outcome)
             continue
+        try:
+            doc_chunks = chunker.chunk(outcome)
+        except DocumentTooLong as err:  # more text than RAG_MAX_DOCUMENT_CHARS: skipped, the rest goes on
+            log.warning("skipped %s: %s", doc_id, err)
+            report.skipped.append(SkippedFile(doc_id, str(err)))
+            continue
         pages += len(outcome.pages)
-        doc_chunks = chunker.chunk(outcome)
         by_digest[outcome.content_hash] = (len(outcome.pages), doc_chunks)
         for chunk in doc_chunks:
             if chunk.text not in indexed and chunk.text not in queued_texts:

@@ -21,8 +21,12 @@ from rag.schema import Answer, Citation, Turn
 # Not "." or "-", which would make "3.28" read "3\.28" in an exported file, and only start a list at the
 # beginning of a line (quotes are joined into one line).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-# C0/C1 control characters except tab and newline: escape sequences a file could smuggle into a terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Escape sequences a file could smuggle into a terminal, removed whole so no residue ("]0;PWNED") is printed:
+# OSC ("ESC ] ... BEL" retitles the window), CSI ("ESC [2J" clears it; also its one-byte form 0x9b), and
+# two-character ones; then any other C0/C1 control character except tab and newline, and the bidirectional
+# overrides that make text read differently from what it is.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-?]*[ -/]*[@-~]?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _ESCAPED_CITATION = re.compile(r"\\\[(\d{1,3})\\\]")  # "[1]" after `escape`
 
 CITE_PREFIX = "#cite-"  # link target of a citation in the web chat: #cite-<turn>-<n>; the page script reads it
@@ -45,7 +49,7 @@ def code(text: str) -> str:
 
 def printable(text: str) -> str:
     """Text from a document made safe for a terminal: control characters (escape sequences) removed."""
-    return _CONTROL.sub("", text)
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
 
 
 def one_line(text: str) -> str:

@@ -210,14 +210,26 @@ def write_version(
     name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
     tmp = versions / f".tmp-{name}"
     tmp.mkdir()
+    try:
+        _write_files(tmp, manifest, ids, vectors, chunks)
+        tmp.rename(versions / name)
+        _fsync(versions)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # on a full disk, give the space back at once
+        raise
+    return name
 
+
+def _write_files(tmp: Path, manifest: Manifest, ids: np.ndarray, vectors: np.ndarray, chunks: dict[int, Chunk]) -> None:
     order = sorted(chunks, key=lambda i: chunk_order(chunks[i]))  # FAISS rows, chunks.jsonl and BM25 rows
     row_of = {int(faiss_id): row for row, faiss_id in enumerate(ids)}
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
     if order:
         rows = [row_of[i] for i in order]
         index.add_with_ids(vectors[rows].astype(np.float32), np.array(order, dtype=np.int64))
-    faiss.write_index(index, str(tmp / VECTORS))
+    # Serialised and written by Python, not faiss.write_index: a full disk is then an OSError with its errno,
+    # not a RuntimeError carrying C++ text.
+    (tmp / VECTORS).write_bytes(faiss.serialize_index(index).tobytes())
 
     with (tmp / CHUNKS).open("w", encoding="utf-8") as fh:
         for faiss_id in order:
@@ -233,9 +245,6 @@ def write_version(
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
     _fsync_tree(tmp)
-    tmp.rename(versions / name)
-    _fsync(versions)
-    return name
 
 
 def publish(index_dir: Path, version: str) -> None:
