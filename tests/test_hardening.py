@@ -77,18 +77,21 @@ def test_a_document_over_the_limit_is_refused_before_splitting(embedder: Embedde
 @pytest.mark.slow
 def test_two_50_mb_files_are_skipped_in_bounded_time_and_memory_and_the_rest_is_indexed(tmp_path: Path) -> None:
     """Real 50 MB files, one a single line, one with line breaks but no sentence end, through `rag ingest`.
-    The bound: each is skipped (over RAG_MAX_DOCUMENT_CHARS) in under 120 s for the whole run, model load
-    included, and the process stays under 2 GB (it peaked at 0.8 GB here; before, one such file ran 7 min
-    at 5.8 GB and indexed nothing)."""
+    The bound: both are skipped (over RAG_MAX_DOCUMENT_CHARS) and the small file indexed in under 300 s for
+    the whole run, model load included, with no process (ingest or a parse worker) above 2 GB. Measured
+    here: 21 s and 0.7 GB on a quiet machine, 124 s with other jobs on both cores; before, one such file
+    ran 7 min at 5.8 GB and indexed nothing."""
     corpus = write_corpus(tmp_path / "corpus", {"ferries.txt": "Ferries leave twice a day from pier 7."})
     line = words(20_000)
     size = 50 * 1024 * 1024
     (corpus / "one-line.txt").write_text((line + " ") * (size // (len(line) + 1) + 1))
     wrapped = "\n".join(line[i : i + 80] for i in range(0, len(line), 80)) + "\n"
     (corpus / "no-sentence-ends.txt").write_text(wrapped * (size // len(wrapped) + 1))
-    # The child reports its own peak memory: RUSAGE_CHILDREN here would include earlier tests' children.
-    probe = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('maxrss_kb', "
-             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+    # The child reports its own and its parse workers' peak memory (RUSAGE_CHILDREN here would include
+    # earlier tests' children).
+    probe = ("import atexit, resource, runpy, sys; atexit.register(lambda: print('maxrss_kb', max("
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN)"
+             ".ru_maxrss), file=sys.stderr)); "
              "sys.argv = ['rag'] + sys.argv[1:]; runpy.run_module('rag.cli', run_name='__main__')")
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-c", probe, "ingest", "--corpus", str(corpus), "--index",
@@ -101,7 +104,7 @@ def test_two_50_mb_files_are_skipped_in_bounded_time_and_memory_and_the_rest_is_
                 "(RAG_MAX_DOCUMENT_CHARS): split the file into smaller ones or raise the limit") in result.stderr
     assert result.stdout.startswith("added 1, updated 0, removed 0, unchanged 0")
     peak_mb = int(re.search(r"maxrss_kb (\d+)", result.stderr).group(1)) / 1024
-    assert seconds < 120 and peak_mb < 2048, (seconds, peak_mb)
+    assert seconds < 300 and peak_mb < 2048, (seconds, peak_mb)
     answer = run_rag("ask", "How often do ferries leave?", "--json", "--corpus", str(corpus), "--index",
                      str(tmp_path / "index"))
     assert json.loads(answer.stdout)["citations"][0]["source"] == "ferries.txt"
