@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio at import and launch
@@ -54,11 +55,13 @@ def answer_messages(answer: Answer, question: str | None = None, turn: int | Non
 
 class ChatExports:
     """The "Export chat as Markdown" files: one per browser session, overwritten after each answer, deleted
-    when the session ends and with the whole folder when the app exits (it wrote a new file per answer and
-    never removed one). Gradio's own copies of them expire with its cache (`delete_cache`)."""
+    once untouched for `max_age_s` and with the whole folder when the app exits (it wrote a new file per
+    answer and never removed one). Gradio's own copies of them expire with its cache (`delete_cache`).
+    Not deleted on `unload`: Gradio fired it while the page was still open (the export went missing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_age_s: float) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rag-chat-"))
+        self.max_age_s = max_age_s
         atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
 
     def _session_folder(self, request: gr.Request | None) -> Path:
@@ -70,13 +73,21 @@ class ChatExports:
         """The session's export file, rewritten with the conversation so far, for the download button."""
         if not history:
             return None
+        self._forget_old()
         path = self._session_folder(request) / "chat.md"
         path.parent.mkdir(exist_ok=True)
         path.write_text(conversation_markdown(history), encoding="utf-8")
         return str(path)
 
-    def drop(self, request: gr.Request = None) -> None:
-        shutil.rmtree(self._session_folder(request), ignore_errors=True)
+    def _forget_old(self) -> None:
+        """Delete the exports of sessions that have not answered for max_age_s."""
+        cutoff = time.time() - self.max_age_s
+        for session in self.folder.iterdir():
+            try:
+                if session.stat().st_mtime < cutoff:
+                    shutil.rmtree(session, ignore_errors=True)
+            except FileNotFoundError:
+                pass  # removed by another session's call meanwhile
 
 
 class ChatSession:
@@ -258,7 +269,7 @@ def build_app(settings: Settings) -> gr.Blocks:
     reindexer = Reindexer(settings, embedder=lambda: session.assistant.embedder if session.assistant else None,
                           public=session.public)
     CorpusWatcher(settings, on_change=reindexer.update).start()  # the app follows corpus/ (see rag/watch.py)
-    exports = ChatExports()
+    exports = ChatExports(settings.web_cache_max_age_s)
     age = settings.web_cache_max_age_s
     with gr.Blocks(title="Ask your documents", analytics_enabled=False, delete_cache=(age, age)) as app:
         gr.Markdown(
@@ -303,7 +314,6 @@ def build_app(settings: Settings) -> gr.Blocks:
             chat_tab.select(None, None, None, js=SCROLL_CHAT_JS)
             documents_tab(settings, reindexer)
         app.load(session.banner, None, banner)  # a reloaded page shows the index as it is now
-        app.unload(exports.drop)
     for fn in app.fns.values():
         # Callable (the tests' gradio_client uses them) but not listed: the login page embeds the listing of
         # "public" endpoints, with the Delete dropdown's choices, before anyone has logged in.
