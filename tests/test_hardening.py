@@ -205,7 +205,6 @@ def test_terminal_escapes_in_documents_are_not_printed(tmp_path: Path, embedder:
     corpus = write_corpus(tmp_path / "corpus", {"ferry.txt": HOSTILE, "\033[31mred.bin": "Buses.", "[bold]x.bin": "Trams."})
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
     ingest(settings, embedder=embedder)
-    monkeypatch.setattr("rag.chat.load_embedder", lambda name: embedder)
     paths = ["--corpus", str(corpus), "--index", str(settings.index_dir)]
     assert cli.main(["ask", "When does the ferry to Lantau leave?", *paths]) == 0
     out = capsys.readouterr()
