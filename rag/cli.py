@@ -170,47 +170,68 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from rag import evaluation
 
-    settings = _settings(args)  # --corpus and --index are passed on to run_eval as well: it decides which is used
-    out = Console(soft_wrap=True)
+    settings = _settings(args)  # --corpus and --index are passed on to run_set as well: it decides which is used
+    # A wide table (a column per metric) must not be squeezed to 80 columns when stdout is a file or a pipe.
+    out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+    one_file = len(args.file) == 1 and not args.set and Path(args.file[0]).is_file() and Path(args.file[0]).suffix != ".toml"
+    results: dict = {}
     try:
-        thresholds = None
-        kind = evaluation.load_eval_file(args.file).kind
+        specs = evaluation.resolve_sets(args.file, args.set or ())
+        thresholds = {}  # per set name; a set whose manifest entry names no gate table is not gated
         if args.gate:
-            thresholds = evaluation.load_thresholds(args.gate, kind)
+            thresholds = {s.name: evaluation.load_thresholds(args.gate, s.gate) for s in specs if s.gate}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("loading", total=None)
-            result = evaluation.run_eval(
-                args.file, settings, corpus=Path(args.corpus) if args.corpus else None,
-                index=Path(args.index) if args.index else None, baseline=not args.no_baseline,
-                cache_dir=Path(args.cache) if args.cache else None,
-                progress=lambda stage, done, total: bar.update(task, description=stage, completed=done, total=total),
-            )
+            for spec in specs:
+                results[spec.name] = evaluation.run_set(
+                    spec, settings, corpus=Path(args.corpus) if args.corpus else None,
+                    index=Path(args.index) if args.index else None, baseline=not args.no_baseline,
+                    cache_dir=Path(args.cache) if args.cache else None,
+                    progress=lambda stage, done, total: bar.update(task, description=stage, completed=done, total=total),
+                )
     except evaluation.EvalError as err:
         console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return 1
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+    for name, result in results.items():
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/] {escape(f'{name}: {warning}' if not one_file else warning)}", highlight=False)
+    if args.json:  # one file: its object as ever; several sets: an object per set name
+        data = next(iter(results.values())).to_json() if one_file else {n: r.to_json() for n, r in results.items()}
+        print(json.dumps(data, ensure_ascii=False, indent=1))
     else:
-        out.print(evaluation.metrics_table(result))
-        for row in result.failures:
-            out.print(f"failed {row.case.id}: {row.case.question}  expected {row.case.expected!r}, got {row.answer.text[:160]!r}",
-                      highlight=False, markup=False)
+        out.print(evaluation.sets_table(results))
+        for name, result in results.items():
+            if one_file:  # several sets: the failures are in each set's report (--report), not on the screen
+                for row in result.failures:
+                    out.print(f"failed {row.case.id}: {row.case.question}  expected {row.case.expected!r}, "
+                              f"got {row.answer.text[:160]!r}", highlight=False, markup=False)
     if args.report:
-        console.print(f"report: {evaluation.write_report(result, args.report)}", markup=False)
-    console.print(f"evaluated {len(result.rows)} questions of {args.file} in {result.seconds:.1f} s", markup=False)
-    if thresholds is not None:
-        failures, notes = evaluation.check_gate(result.metrics, thresholds)
+        for name, result in results.items():
+            folder = Path(args.report) if one_file else Path(args.report) / name
+            console.print(f"report: {evaluation.write_report(result, folder)}", markup=False)
+        if not one_file:
+            summary = Path(args.report) / "summary.md"
+            summary.write_text(evaluation.sets_markdown(results), encoding="utf-8")
+            console.print(f"report: {summary}", markup=False)
+    for name, result in results.items():
+        console.print(f"evaluated {len(result.rows)} questions of {result.eval_set.path} in {result.seconds:.1f} s", markup=False)
+    failed = False
+    for spec in specs:
+        if spec.name not in thresholds:
+            if args.gate:
+                console.print(f"gate: set {spec.name} names no thresholds table: not gated", markup=False)
+            continue
+        failures, notes = evaluation.check_gate(results[spec.name].metrics, thresholds[spec.name])
+        where = f"{args.gate} [{spec.gate}]"
         for note in notes:
-            console.print(f"gate: {note}", highlight=False, markup=False)
+            console.print(f"gate: {note}" + ("" if one_file else f" ({spec.name})"), highlight=False, markup=False)
         for failure in failures:
-            console.print(f"[red]gate failed:[/] {escape(f'{failure} ({args.gate} [{kind}])')}", highlight=False)
-        if failures:
-            return 1
-        console.print(f"gate passed: {len(thresholds)} thresholds of {args.gate} [{kind}]", markup=False)
-    return 0
+            console.print(f"[red]gate failed:[/] {escape(f'{failure} ({where})')}", highlight=False)
+        failed = failed or bool(failures)
+        if not failures:
+            console.print(f"gate passed: {len(thresholds[spec.name])} thresholds of {where}", markup=False)
+    return 1 if failed else 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -272,9 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_watch)
 
     p = with_llm(with_paths(sub.add_parser("eval", help="score answers and retrieval on a question set, beside a LlamaIndex baseline")))
-    p.add_argument("file", help="questions .jsonl, conversations .jsonl, or a LlamaIndex rag_dataset.json")
+    p.add_argument("file", nargs="+", help="eval files (questions .jsonl, conversations .jsonl, a LlamaIndex "
+                   "rag_dataset.json), sets manifests (.toml, e.g. eval/sets.toml), or folders of eval sets")
+    p.add_argument("--set", action="append", metavar="NAME",
+                   help="run only this set of a manifest or folder (repeatable; also runs sets marked default = false)")
     p.add_argument("--json", action="store_true", help="print only one JSON object (metrics, questions, baseline)")
-    p.add_argument("--report", metavar="DIR", help="write report.md and metrics.png to DIR")
+    p.add_argument("--report", metavar="DIR", help="write report.md and metrics.png to DIR (one folder per set, and summary.md, for several sets)")
     p.add_argument("--gate", metavar="TOML", help="thresholds file (e.g. eval/thresholds.toml); exit 1 when a metric misses")
     p.add_argument("--no-baseline", action="store_true", help="skip the LlamaIndex baseline (faster)")
     p.add_argument("--cache", metavar="DIR", help="where indexes built for --corpus are kept (default ~/.cache/rag-eval)")

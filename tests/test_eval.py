@@ -7,6 +7,7 @@ question files written here, and the real LlamaIndex baseline with the bundled e
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from rag.evaluation import (
     compute_metrics,
     contains_answer,
     contexts_overlap,
+    lies_in_context,
     load_eval_file,
     load_thresholds,
     normalise,
@@ -384,3 +386,186 @@ def test_cli_json_and_gate(tmp_path: Path, shipped_index: Settings, capsys) -> N
     assert "gate: turn_accuracy does not apply to this file: not gated" in err
     assert "warning: z1: no chunk of the index contains any accepted answer ['zebra']" in err
     assert f"evaluated 2 questions of {path} in " in err
+
+
+# --- the metric registry, the new metrics -------------------------------------------------------------
+
+
+def test_registry_is_the_one_list_of_metrics() -> None:
+    assert METRICS == tuple(m.key for m in evaluation.REGISTRY) and len(set(METRICS)) == len(METRICS)
+    assert evaluation.LOWER_IS_BETTER == {"false_refusals", "latency_p50_ms", "latency_p95_ms"}
+    assert all(m.description and m.kinds <= set(evaluation.FILE_KINDS) for m in evaluation.REGISTRY)
+    by_key = {m.key: m for m in evaluation.REGISTRY}
+    assert by_key["decision_accuracy"].kinds == {"questions"}
+    assert by_key["citation_in_context"].kinds == {"labelled"}
+    assert {m.key for m in evaluation.REGISTRY if m.llm_only} == {"verified_sentences", "llm_answers"}
+
+
+def test_decision_accuracy_counts_right_answers_and_right_refusals_over_all_questions() -> None:
+    rows = [
+        _row(Case("a", "A?", ("33",)), "33 [1]", False, 1, 10.0),  # right answer
+        _row(Case("b", "B?", ("300",)), "The documents do not say.", True, None, 10.0),  # false refusal
+        _row(Case("c", "C?", ()), "The documents do not say.", True, None, 10.0),  # right refusal
+        _row(Case("d", "D?", ()), "Paris", False, None, 10.0),  # answered what it must refuse
+    ]
+    m = compute_metrics(rows, "questions")
+    assert m["decision_accuracy"] == 0.5 and m["answer_accuracy"] == 0.5 and m["refusal_recall"] == 0.5
+    assert compute_metrics(rows, "conversations")["decision_accuracy"] is None  # turn_accuracy says it there
+    assert compute_metrics(rows, "conversations")["turn_accuracy"] == 0.5
+
+
+def test_a_cited_sentence_lies_in_a_context_by_containment_or_half_its_5grams() -> None:
+    context = ("Solana uses Proof of History to order events. Validators vote on the order of blocks, "
+               "and leaders rotate every four slots.")
+    assert lies_in_context("Validators vote on the order of blocks,", [context])  # contained, punctuation aside
+    assert lies_in_context("validators  VOTE on the order-of blocks", [context])  # normalised
+    # Hyphenation across a PDF line split the last word: 8 of its 10 five-grams still match.
+    assert lies_in_context("Validators vote on the order of blocks, and leaders rotate every four sl- ots.", ["x", context])
+    assert not lies_in_context("Solana uses Proof of His- tory to order events.", [context])  # 0 of 5 match
+    assert not lies_in_context("Bitcoin uses proof of work to order its blocks.", [context])
+    assert not lies_in_context("order", [])  # no context
+    assert not lies_in_context("...", [context])
+
+
+def test_citation_in_context_reads_the_first_citation_and_counts_refusals_as_misses() -> None:
+    context = "Proof of History orders events before consensus. It is a verifiable delay function."
+
+    def labelled_row(cited: list[str], refused: bool = False, contexts: tuple[str, ...] = (context,)) -> Row:
+        citations = [Citation("paper.pdf", 3, 0, len(t), t, 0.9) for t in cited]
+        answer = Answer("answer [1]", citations, refused=refused, query="q")
+        case = Case("ex1", "Q?", None, None, "ref", contexts)
+        return Row(case, answer, True, 1, 10.0, in_context=evaluation.runner._first_citation_in_context(case, answer))
+
+    rows = [
+        labelled_row(["It is a verifiable delay function.", "Unrelated sentence about fees here."]),
+        labelled_row(["Unrelated sentence about fees here.", "It is a verifiable delay function."]),  # first is outside
+        labelled_row(["It is a verifiable delay function."], refused=True),
+        labelled_row([]),
+        labelled_row(["It is a verifiable delay function."], contexts=()),  # no reference context: left out
+    ]
+    assert [r.in_context for r in rows] == [True, False, False, False, None]
+    assert [r.to_json()["citation_in_context"] for r in rows] == [True, False, False, False, None]
+    assert compute_metrics(rows, "labelled")["citation_in_context"] == 0.25
+    assert compute_metrics(rows, "questions")["citation_in_context"] is None
+
+
+# --- eval sets: manifest, folders, several files ------------------------------------------------------
+
+
+def _manifest(folder: Path, body: str) -> Path:
+    path = folder / "sets.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_manifest_names_sets_with_their_corpus_and_gate(tmp_path: Path) -> None:
+    write_corpus(tmp_path / "docs", {"a.txt": "text"})
+    write_lines(tmp_path / "q.jsonl", [{"id": "a", "question": "Q?", "answers": ["1"]}])
+    path = _manifest(tmp_path, '[[sets]]\nname = "one"\nquestions = "q.jsonl"\ncorpus = "docs"\ngate = "questions"\n\n'
+                               '[[sets]]\nname = "all"\nquestions = "q.jsonl"\ncorpus = "docs"\ndefault = false\n')
+    one = evaluation.EvalSpec("one", tmp_path / "q.jsonl", tmp_path / "docs", "questions")
+    full = evaluation.EvalSpec("all", tmp_path / "q.jsonl", tmp_path / "docs", None, default=False)
+    assert evaluation.load_manifest(path) == [one, full]
+    assert evaluation.resolve_sets([path]) == [one]  # default = false: only by name
+    assert evaluation.resolve_sets([tmp_path], ["all"]) == [full]  # a folder with a sets.toml
+    with pytest.raises(EvalError, match=r"no eval set named 'none'; the sets are: one, all"):
+        evaluation.resolve_sets([path], ["none"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[sets]]\nname = "a"\nquestions = "missing.jsonl"\ncorpus = "docs"\n',
+         "[[sets]] #1: questions file {tmp}/missing.jsonl does not exist: fix the path (relative to {tmp})"),
+        ('[[sets]]\nname = "a"\nquestions = "q.jsonl"\ncorpus = "nope"\n', "[[sets]] #1: corpus {tmp}/nope is not a folder"),
+        ('[[sets]]\nname = "a"\nquestions = "q.jsonl"\ncorpus = "docs"\n\n[[sets]]\nname = "a"\nquestions = "q.jsonl"\ncorpus = "docs"\n',
+         "[[sets]] #2: name 'a' is already used by an earlier set"),
+        ('[[sets]]\nname = "a"\nquestions = "q.jsonl"\ncorpus = "docs"\nthreshold = 1\n', "[[sets]] #1: unknown key(s) ['threshold']"),
+        ('[[sets]]\nname = "a b"\nquestions = "q.jsonl"\ncorpus = "docs"\n', "[[sets]] #1: name 'a b' may hold only letters"),
+        ('[[sets]]\nquestions = "q.jsonl"\ncorpus = "docs"\n', '[[sets]] #1: missing "name"'),
+        ('[set]\nname = "a"\n', "a sets manifest holds only [[sets]] tables"),
+    ],
+)
+def test_bad_manifest_names_the_set_and_the_problem(tmp_path: Path, body: str, message: str) -> None:
+    write_corpus(tmp_path / "docs", {"a.txt": "text"})
+    write_lines(tmp_path / "q.jsonl", [{"id": "a", "question": "Q?", "answers": ["1"]}])
+    with pytest.raises(EvalError) as err:
+        evaluation.load_manifest(_manifest(tmp_path, body))
+    assert str(err.value).startswith(f"{tmp_path}/sets.toml")
+    assert message.format(tmp=tmp_path) in str(err.value)
+
+
+def test_a_folder_of_dataset_folders_and_several_files(tmp_path: Path) -> None:
+    write_corpus(tmp_path / "sets" / "alpha" / "source_files", {"a.txt": "text"})
+    write_lines(tmp_path / "sets" / "alpha" / "questions.jsonl", [{"id": "a", "question": "Q?", "answers": ["1"]}])
+    write_lines(tmp_path / "sets" / "alpha" / "sample.jsonl", [{"id": "a", "question": "Q?", "answers": ["1"]}])
+    (tmp_path / "sets" / "notes").mkdir()  # no eval file: not a set
+    assert evaluation.resolve_sets([tmp_path / "sets"]) == [
+        evaluation.EvalSpec("alpha", tmp_path / "sets" / "alpha" / "sample.jsonl", tmp_path / "sets" / "alpha" / "source_files")]
+    with pytest.raises(EvalError, match="no eval sets: give a folder with a sets.toml"):
+        evaluation.resolve_sets([tmp_path / "sets" / "notes"])
+    (tmp_path / "x").mkdir()
+    first = write_lines(tmp_path / "questions.jsonl", [{"id": "a", "question": "Q?", "answers": ["1"]}])
+    second = write_lines(tmp_path / "x" / "questions.jsonl", [{"id": "c", "turns": [{"question": "Q?", "answers": []}]}])
+    assert [(s.name, s.gate, s.corpus) for s in evaluation.resolve_sets([first, second])] == [
+        ("questions", "questions", None), ("questions-2", "conversations", None)]
+
+
+@pytest.mark.slow
+def test_several_sets_give_one_table_one_json_key_per_set_and_a_gate_each(tmp_path: Path, capsys) -> None:
+    write_corpus(tmp_path / "lighthouse", {"a.txt": "The lighthouse was built in 1874 by Jane Okafor. It is 31 metres tall."})
+    write_corpus(tmp_path / "harbour", {"b.txt": "The harbour opened in 1901. It handles 4,500 ships a year."})
+    write_lines(tmp_path / "light.jsonl", [
+        {"id": "l1", "question": "When was the lighthouse built?", "answers": ["1874"], "kind": "fact"},
+        {"id": "l2", "question": "What is the capital of France?", "answers": [], "kind": "unanswerable"},
+    ])
+    write_lines(tmp_path / "harbour.jsonl", [
+        {"id": "h1", "question": "How many ships does the harbour handle a year?", "answers": ["4,500"], "kind": "fact"},
+    ])
+    manifest = _manifest(tmp_path, '[[sets]]\nname = "light"\nquestions = "light.jsonl"\ncorpus = "lighthouse"\ngate = "strict"\n\n'
+                                   '[[sets]]\nname = "harbour"\nquestions = "harbour.jsonl"\ncorpus = "harbour"\n')
+    gate = tmp_path / "gate.toml"
+    gate.write_text("[strict]\ndecision_accuracy = 1.01\nhit_at_5 = 1.0\n")
+    code = cli.main(["eval", str(manifest), "--json", "--no-baseline", "--gate", str(gate), "--cache", str(tmp_path / "cache")])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    data = json.loads(captured.out)
+    assert list(data) == ["light", "harbour"]
+    assert [r["id"] for r in data["light"]["questions"]] == ["l1", "l2"] and data["harbour"]["questions"][0]["id"] == "h1"
+    assert list(data["light"])[: len(METRICS)] == list(METRICS) and data["light"]["hit_at_5"] == 1.0
+    err = " ".join(captured.err.split())
+    assert f"gate failed: decision_accuracy = {data['light']['decision_accuracy']:.3f} is below its threshold 1.010 ({gate} [strict])" in err
+    assert "gate: set harbour names no thresholds table: not gated" in err
+    assert f"evaluated 2 questions of {tmp_path}/light.jsonl in " in err
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # one cached index per corpus
+
+    report = tmp_path / "report"
+    assert cli.main(["eval", str(manifest), "--no-baseline", "--set", "harbour", "--report", str(report),
+                     "--cache", str(tmp_path / "cache")]) == 0
+    table = capsys.readouterr().out
+    assert "harbour" in table and "light" not in table and "decision" in table
+    summary = (report / "summary.md").read_text()
+    assert summary.startswith("| set | kind, questions | answer_accuracy |") and "\n| harbour | questions, 1 |" in summary
+    assert (report / "harbour" / "report.md").is_file()
+
+    with pytest.raises(SystemExit):
+        cli.main(["eval"])  # at least one file, manifest or folder
+    assert cli.main(["eval", str(manifest), "--corpus", str(tmp_path / "harbour"), "--cache", str(tmp_path / "cache")]) == 1
+    assert "eval set 'light' names its own corpus" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.slow
+def test_question_rows_give_a_plain_dict_per_question(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs", {"a.txt": "The lighthouse was built in 1874 by Jane Okafor."})
+    path = write_lines(tmp_path / "q.jsonl", [
+        {"id": "l1", "question": "When was the lighthouse built?", "answers": ["1874"], "kind": "fact"},
+        {"id": "l2", "question": "What is the capital of France?", "answers": [], "kind": "unanswerable"},
+    ])
+    spec = evaluation.EvalSpec("mine", path, corpus)
+    rows = evaluation.question_rows(spec, Settings(), cache_dir=tmp_path / "cache")
+    assert [(r["set"], r["id"], r["expected"], r["kind"], r["answerable"]) for r in rows] == [
+        ("mine", "l1", ["1874"], "fact", True), ("mine", "l2", [], "unanswerable", False)]
+    assert set(rows[0]) == {"set", "id", "question", "expected", "kind", "answerable", "answer", "passed", "rank"}
+    assert rows[0]["answer"]["refused"] is False and "1874" in rows[0]["answer"]["answer"] and rows[0]["passed"]
+    assert rows[1]["answer"]["refused"] is True and rows[1]["passed"] and rows[1]["rank"] is None
+    json.dumps(rows)  # plain data

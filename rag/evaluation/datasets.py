@@ -7,12 +7,19 @@ naming the file, the line and the problem.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from rag.evaluation.matching import normalise
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 FileKind = Literal["questions", "conversations", "labelled"]
 FILE_KINDS: tuple[FileKind, ...] = ("questions", "conversations", "labelled")
@@ -184,3 +191,111 @@ def _labelled_cases(path: Path, data: dict) -> list[Case]:
             raise EvalError(f"{where}: \"reference_contexts\" must be a list of strings")
         cases.append(Case(f"ex{n:0{width}d}", query.strip(), None, None, reference, tuple(contexts)))
     return cases
+
+
+# --------------------------------------------------------------------------------------------------
+# Eval sets: an eval file with the corpus it is about, named; from a manifest, a folder or the command line
+
+MANIFEST_NAME = "sets.toml"
+# In a folder of dataset folders, the eval file of each, first found wins: the fixed sample before the
+# full question file it was drawn from (the full one is for running by hand).
+DATASET_FILES = ("rag_dataset.json", "sample.jsonl", "questions.jsonl", "conversations.jsonl")
+CORPUS_FOLDER = "source_files"
+_MANIFEST_FORMAT = ('[[sets]]\nname = "solana"\nquestions = "datasets/blockchain_solana/rag_dataset.json"\n'
+                    'corpus = "datasets/blockchain_solana/source_files"\ngate = "labelled"   # optional')
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """One eval set: a questions, conversations or LabelledRagDataset file, the corpus its questions are
+    about (None: the command's --corpus / --index), and the thresholds table that gates it (None: not
+    gated)."""
+
+    name: str
+    file: Path
+    corpus: Path | None = None
+    gate: str | None = None
+    default: bool = True  # run when the manifest is given without --set (False: only by name)
+
+
+def load_manifest(path: Path | str) -> list[EvalSpec]:
+    """Read a sets manifest (TOML, `[[sets]]` tables with name, questions, corpus, optional gate and
+    default); paths are relative to the manifest. Every named file and folder must exist."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvalError(f"{path}: no such sets manifest") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise EvalError(f"{path}: not valid TOML ({err})") from None
+    tables = data.get("sets")
+    if not isinstance(tables, list) or not tables or set(data) != {"sets"}:
+        raise EvalError(f"{path}: a sets manifest holds only [[sets]] tables, e.g.\n{_MANIFEST_FORMAT}")
+    specs: list[EvalSpec] = []
+    for n, table in enumerate(tables, start=1):
+        where = f"{path} [[sets]] #{n}"
+        unknown = set(table) - {"name", "questions", "corpus", "gate", "default"}
+        if unknown:
+            raise EvalError(f"{where}: unknown key(s) {sorted(unknown)}; known: name, questions, corpus, gate, default")
+        name = _field(table, "name", str, where, _MANIFEST_FORMAT)
+        if not _NAME.match(name):
+            raise EvalError(f"{where}: name {name!r} may hold only letters, digits, '_', '-' and '.' (it names a table and a folder)")
+        if name in {s.name for s in specs}:
+            raise EvalError(f"{where}: name {name!r} is already used by an earlier set: names must be unique")
+        file = Path(os.path.normpath(path.parent / _field(table, "questions", str, where, _MANIFEST_FORMAT)))
+        corpus = Path(os.path.normpath(path.parent / _field(table, "corpus", str, where, _MANIFEST_FORMAT)))
+        if not file.is_file():
+            raise EvalError(f"{where}: questions file {file} does not exist: fix the path (relative to {path.parent})")
+        if not corpus.is_dir():
+            raise EvalError(f"{where}: corpus {corpus} is not a folder: fix the path (relative to {path.parent})")
+        gate = table.get("gate")
+        if gate is not None and (not isinstance(gate, str) or not gate):
+            raise EvalError(f"{where}: \"gate\" must name a table of the thresholds file, got {gate!r}")
+        default = table.get("default", True)
+        if not isinstance(default, bool):
+            raise EvalError(f"{where}: \"default\" must be true or false, got {default!r}")
+        specs.append(EvalSpec(name, file, corpus, gate, default))
+    return specs
+
+
+def resolve_sets(paths: Sequence[Path | str], names: Sequence[str] = ()) -> list[EvalSpec]:
+    """The eval sets named on the command line: eval files (each gated by the table of its file kind,
+    on the command's corpus), manifests (`*.toml`), and folders (holding a sets.toml, or dataset folders
+    each with one eval file of DATASET_FILES and its corpus in source_files/, not gated). `names` picks sets by name
+    (including those marked default = false); empty means every default set."""
+    specs: list[EvalSpec] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            specs += load_manifest(path / MANIFEST_NAME) if (path / MANIFEST_NAME).is_file() else _dataset_folders(path)
+        elif path.suffix.lower() == ".toml":
+            specs += load_manifest(path)
+        else:
+            specs.append(EvalSpec(path.stem, path, None, load_eval_file(path).kind))
+    seen: dict[str, int] = {}
+    for n, spec in enumerate(specs):  # two files named questions.jsonl: questions, questions-2
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        if seen[spec.name] > 1:
+            specs[n] = replace(spec, name=f"{spec.name}-{seen[spec.name]}")
+    if not names:
+        return [s for s in specs if s.default]
+    unknown = [n for n in names if n not in {s.name for s in specs}]
+    if unknown:
+        raise EvalError(f"no eval set named {', '.join(map(repr, unknown))}; the sets are: {', '.join(s.name for s in specs)}")
+    return [s for s in specs if s.name in names]
+
+
+def _dataset_folders(folder: Path) -> list[EvalSpec]:
+    specs = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        file = next((sub / f for f in DATASET_FILES if (sub / f).is_file()), None)
+        if file is not None and (sub / CORPUS_FOLDER).is_dir():
+            load_eval_file(file)  # a malformed file is reported before anything runs
+            specs.append(EvalSpec(sub.name, file, sub / CORPUS_FOLDER))  # gated only through a manifest
+    if not specs:
+        raise EvalError(
+            f"{folder}: no eval sets: give a folder with a {MANIFEST_NAME}, or one whose sub-folders each hold "
+            f"one of {', '.join(DATASET_FILES)} and a {CORPUS_FOLDER}/ folder with the documents"
+        )
+    return specs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rag.evaluation.datasets import EvalError, FileKind
+from rag.evaluation.datasets import FILE_KINDS, EvalError
 from rag.evaluation.metrics import LOWER_IS_BETTER, METRICS, format_value
 
 try:  # Python 3.11+
@@ -15,8 +15,10 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 
 
-def load_thresholds(path: Path | str, kind: FileKind) -> dict[str, float]:
-    """The [kind] table of a thresholds TOML file: metric = minimum (maximum for LOWER_IS_BETTER)."""
+def load_thresholds(path: Path | str, table: str) -> dict[str, float]:
+    """The [table] of a thresholds TOML file: metric = minimum (maximum for LOWER_IS_BETTER). A file is
+    gated by the table of its kind ([questions], [conversations], [labelled]); a set of a manifest by
+    the table its `gate` names."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -24,18 +26,17 @@ def load_thresholds(path: Path | str, kind: FileKind) -> dict[str, float]:
         raise EvalError(f"thresholds file {path} does not exist: fix the --gate path") from None
     except tomllib.TOMLDecodeError as err:
         raise EvalError(f"thresholds file {path}: not valid TOML ({err})") from None
-    unknown_sections = set(data) - {"questions", "conversations", "labelled"}
-    if unknown_sections:
-        raise EvalError(f"thresholds file {path}: unknown section(s) {sorted(unknown_sections)}; use [questions], [conversations], [labelled]")
-    table = data.get(kind)
-    if table is None:
-        raise EvalError(f"thresholds file {path} has no [{kind}] section for this {kind} file: add one")
+    values = data.get(table)
+    if not isinstance(values, dict):
+        what = f"this {table} file" if table in FILE_KINDS else f"the eval set gated by [{table}]"
+        has = ", ".join(f"[{name}]" for name in data) or "no tables"
+        raise EvalError(f"thresholds file {path} has no [{table}] section for {what}: add one (it has {has})")
     thresholds = {}
-    for name, value in table.items():
+    for name, value in values.items():
         if name not in METRICS:
-            raise EvalError(f"thresholds file {path} [{kind}]: unknown metric {name!r}; known: {', '.join(METRICS)}")
+            raise EvalError(f"thresholds file {path} [{table}]: unknown metric {name!r}; known: {', '.join(METRICS)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise EvalError(f"thresholds file {path} [{kind}] {name}: must be a number, got {value!r}")
+            raise EvalError(f"thresholds file {path} [{table}] {name}: must be a number, got {value!r}")
         thresholds[name] = float(value)
     return thresholds
 

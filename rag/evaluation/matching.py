@@ -81,3 +81,20 @@ def contexts_overlap(chunk: str, context: str, n: int = NGRAM) -> bool:
     return shared >= len(a) / 2 or shared >= len(b) / 2
 
 
+
+def lies_in_context(sentence: str, contexts: Sequence[str], n: int = NGRAM) -> bool:
+    """A cited sentence lies inside a reference context when, after normalising both, the context holds
+    it as whole words, or holds at least half of its word n-grams (a PDF's hyphenation or a page break can
+    change a word or two of the same sentence)."""
+    needle = normalise(sentence)
+    if not needle:
+        return False
+    words = needle.split()
+    size = min(n, len(words))
+    grams = word_ngrams(sentence, size)
+    for context in contexts:
+        if f" {needle} " in f" {normalise(context)} ":
+            return True
+        if grams and len(grams & word_ngrams(context, size)) >= len(grams) / 2:
+            return True
+    return False

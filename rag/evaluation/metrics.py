@@ -64,6 +64,9 @@ REGISTRY: tuple[Metric, ...] = (
            ALL, lambda rows: _mean([r.answer.refused for r in _answerable(rows)]), lower_is_better=True),
     Metric("turn_accuracy", "share of all turns passed (answered right, or refused when they must be)",
            frozenset({"conversations"}), lambda rows: _mean([r.passed for r in rows])),
+    Metric("decision_accuracy", "share of all questions answered right or refused rightly (refusing "
+           "everything scores the share of unanswerable questions)",
+           frozenset({"questions"}), lambda rows: _mean([r.passed for r in rows])),
     *(Metric(f"hit_at_{k}", f"share of answerable questions whose evidence is among the top {k} fused chunks",
              ALL, _hit_at(k)) for k in HIT_KS),
     Metric("mrr_at_10", "mean of 1/rank of the first evidence chunk in the top 10 (0 when absent)",
@@ -74,6 +77,10 @@ REGISTRY: tuple[Metric, ...] = (
            frozenset({"labelled"}), lambda rows: _mean([r.f1 for r in rows if r.f1 is not None])),
     Metric("citation_support", "share of all cited passages whose quote occurs verbatim in the cited chunk",
            ALL, lambda rows: _mean([s for r in rows for s in r.supported])),
+    Metric("citation_in_context", "share of questions with reference contexts whose answer's first cited "
+           "sentence lies inside one of them (a refusal counts as a miss)",
+           frozenset({"labelled"}),
+           lambda rows: _mean([bool(r.in_context) for r in rows if r.case.reference_contexts])),
     Metric("verified_sentences", "share of all sentences the model wrote that the verifier accepted",
            ALL, lambda rows: _mean([s.verified for r in rows for s in r.answer.sentences]), llm_only=True),
     Metric("llm_answers", "share of answers whose text is the model's rather than the extractive fallback",

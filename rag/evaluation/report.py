@@ -15,17 +15,44 @@ if TYPE_CHECKING:
 
 
 
-def metrics_table(result: EvalResult):
+def _table_rows(results: dict[str, EvalResult]) -> tuple[list[str], list[list[str]]]:
+    """(metric keys shown, one row of cells per set and per set's baseline): the metrics that apply to
+    at least one of the sets, in registry order."""
+    shown = [m for m in METRICS if any(r.metrics[m] is not None or (r.baseline_metrics or {}).get(m) is not None
+                                       for r in results.values())]
+    rows = []
+    for name, result in results.items():
+        size = f"{result.eval_set.kind}, {len(result.rows)}"
+        rows.append([name, size, *(format_value(m, result.metrics[m]) for m in shown), f"{result.seconds:.0f}"])
+        if result.baseline_metrics:
+            rows.append([f"{name} (baseline)", "", *(format_value(m, result.baseline_metrics[m]) for m in shown), ""])
+    return shown, rows
+
+
+def sets_table(results: dict[str, EvalResult]):
+    """The console table: one row per eval set (and one for its LlamaIndex baseline), a column per metric
+    that applies to any of them, "—" where one does not."""
     from rich.table import Table
 
-    table = Table(title=f"{result.eval_set.path.name} ({result.eval_set.kind}, {len(result.rows)} questions)")
-    table.add_column("metric")
-    table.add_column("ours", justify="right")
-    table.add_column("baseline", justify="right")
-    for name in METRICS:
-        base = result.baseline_metrics[name] if result.baseline_metrics else None
-        table.add_row(name, format_value(name, result.metrics[name]), format_value(name, base))
+    shown, rows = _table_rows(results)
+    table = Table(title="rag eval: ours and the plain LlamaIndex baseline, per eval set")
+    table.add_column("set")
+    table.add_column("kind, questions")
+    for key in shown:
+        table.add_column(key.replace("_", " "), justify="right")
+    table.add_column("s", justify="right")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def sets_markdown(results: dict[str, EvalResult]) -> str:
+    """The same table in Markdown (summary.md of a multi-set report, the README)."""
+    shown, rows = _table_rows(results)
+    lines = ["| set | kind, questions | " + " | ".join(shown) + " | s |",
+             "|---|---|" + "---:|" * (len(shown) + 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _cell(text: str, limit: int = 300) -> str:

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.evaluation.cache import cached_index, default_cache_dir
-from rag.evaluation.datasets import Case, EvalError, EvalSet, Progress, load_eval_file
+from rag.evaluation.datasets import Case, EvalError, EvalSet, EvalSpec, Progress, load_eval_file
 from rag.evaluation.matching import (
     answer_is_correct,
     contains_answer,
     contexts_overlap,
+    lies_in_context,
     normalise,
     scoring_text,
     token_f1,
@@ -38,6 +39,7 @@ class Row:
     supported: list[bool] = field(default_factory=list)  # per citation: quote found verbatim
     similarity: float | None = None
     f1: float | None = None
+    in_context: bool | None = None  # LabelledRagDataset: the first cited sentence lies in a reference context
 
     def to_json(self) -> dict:
         data = self.answer.to_json()
@@ -56,6 +58,7 @@ class Row:
             "citations_supported": self.supported,
             "answer_similarity": None if self.similarity is None else round(self.similarity, 4),
             "token_f1": None if self.f1 is None else round(self.f1, 4),
+            "citation_in_context": self.in_context,
             "written_by": self.answer.written_by,
             "sentences": data.get("sentences", []),
             "note": self.answer.note,
@@ -74,6 +77,16 @@ def first_evidence_rank(case: Case, ranking: Sequence[str]) -> int | None:
         if is_evidence(case, text):
             return rank
     return None
+
+
+def _first_citation_in_context(case: Case, answer: Answer) -> bool | None:
+    """LabelledRagDataset questions with reference contexts: whether the answer's first citation (the
+    sentence it leads with) lies inside one; a refusal or an answer without citations is False."""
+    if not case.reference_contexts:
+        return None
+    if answer.refused or not answer.citations:
+        return False
+    return lies_in_context(answer.citations[0].text, case.reference_contexts)
 
 
 def run_system(system, eval_set: EvalSet, progress: Progress | None = None) -> list[Row]:
@@ -96,7 +109,8 @@ def run_system(system, eval_set: EvalSet, progress: Progress | None = None) -> l
             else:
                 passed = reply.answer.refused
             supported = [system.citation_supported(c) for c in reply.answer.citations]
-            rows.append(Row(case, reply.answer, passed, rank, reply.latency_ms, supported))
+            rows.append(Row(case, reply.answer, passed, rank, reply.latency_ms, supported,
+                            in_context=_first_citation_in_context(case, reply.answer)))
             if progress:
                 progress(f"asking ({system.name})", len(rows), total)
     return rows
@@ -216,3 +230,58 @@ def _unfindable_answers(eval_set: EvalSet, chunk_texts: list[str]) -> list[str]:
     return warnings
 
 
+def run_set(
+    spec: EvalSpec,
+    settings: Settings,
+    *,
+    corpus: Path | None = None,
+    index: Path | None = None,
+    baseline: bool = True,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Evaluate one eval set: on the corpus it names (a manifest's or a dataset folder's set, indexed in
+    the cache), or else on `corpus` / `index` as `run_eval` takes them."""
+    if spec.corpus is not None and (corpus is not None or index is not None):
+        raise EvalError(
+            f"eval set {spec.name!r} names its own corpus ({spec.corpus}): --corpus and --index apply only to "
+            "eval files given on their own; leave them out"
+        )
+    told = (lambda stage, done, total: progress(f"{spec.name}: {stage}", done, total)) if progress else None
+    return run_eval(spec.file, settings, corpus=spec.corpus or corpus, index=index, baseline=baseline,
+                    cache_dir=cache_dir, progress=told)
+
+
+def question_rows(
+    spec: EvalSpec | Path | str,
+    settings: Settings,
+    *,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """For a script (e.g. fitting the answerer with one corpus left out): every question of an eval set
+    asked through the product, as one plain dict each: set, id, question, expected (the accepted answers,
+    [] = must refuse, or a LabelledRagDataset's reference answer), kind, answerable, the Answer's JSON,
+    passed and rank (of the first evidence chunk, None when absent). No baseline is run. A path is an
+    eval file on `settings.corpus_dir`.
+
+        for spec in resolve_sets(["eval/sets.toml"]):
+            rows = question_rows(spec, Settings())
+    """
+    if not isinstance(spec, EvalSpec):
+        spec = EvalSpec(Path(spec).stem, Path(spec), Path(settings.corpus_dir))
+    result = run_set(spec, settings, baseline=False, cache_dir=cache_dir, progress=progress)
+    return [
+        {
+            "set": spec.name,
+            "id": row.case.id,
+            "question": row.case.question,
+            "expected": list(row.case.answers) if row.case.answers is not None else row.case.reference_answer,
+            "kind": row.case.kind or result.eval_set.kind,
+            "answerable": row.case.answerable,
+            "answer": row.answer.to_json(),
+            "passed": row.passed,
+            "rank": row.rank,
+        }
+        for row in result.rows
+    ]
