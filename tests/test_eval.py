@@ -511,6 +511,36 @@ def test_a_folder_of_dataset_folders_and_several_files(tmp_path: Path) -> None:
         ("questions", "questions", None), ("questions-2", "conversations", None)]
 
 
+def test_repo_sets_are_in_the_repo_and_each_gate_table_exists() -> None:
+    specs = evaluation.resolve_sets([REPO / "eval" / "sets.toml"])
+    assert [s.name for s in specs] == ["questions", "conversations", "blockchain_solana", "squad2_sample"]
+    every = evaluation.load_manifest(REPO / "eval" / "sets.toml")
+    for spec in every:
+        assert REPO in spec.file.resolve().parents and REPO in spec.corpus.resolve().parents, spec
+        if spec.gate:
+            assert load_thresholds(THRESHOLDS, spec.gate), spec.gate
+    assert {s.name: s.gate for s in every}["squad2_full"] is None
+    assert {s.name: s.gate for s in every}["blockchain_solana"] == "labelled"
+    assert len(load_eval_file(REPO / "eval" / "datasets" / "squad2_wikipedia" / "questions.jsonl").cases) == 5137
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "shared" not in ci and "eval/sets.toml" in ci
+
+
+def test_squad_sample_is_the_one_the_script_draws_and_stratified() -> None:
+    import subprocess
+    import sys
+
+    check = subprocess.run([sys.executable, str(REPO / "eval" / "squad_sample.py"), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    lines = (REPO / "eval" / "datasets" / "squad2_wikipedia" / "sample.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    strata = Counter((r["article"], bool(r["answers"])) for r in rows)
+    assert len(strata) == 14 and set(strata.values()) == {24, 32}  # 11 articles answerable, 3 unanswerable
+    assert sum(not r["answers"] for r in rows) == 96 and len(rows) == 360
+    full = (REPO / "eval" / "datasets" / "squad2_wikipedia" / "questions.jsonl").read_text().splitlines()
+    assert [line for line in full if line in set(lines)] == lines  # a subset, in file order
+
+
 @pytest.mark.slow
 def test_several_sets_give_one_table_one_json_key_per_set_and_a_gate_each(tmp_path: Path, capsys) -> None:
     write_corpus(tmp_path / "lighthouse", {"a.txt": "The lighthouse was built in 1874 by Jane Okafor. It is 31 metres tall."})
