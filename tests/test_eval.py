@@ -521,6 +521,7 @@ def test_repo_sets_are_in_the_repo_and_each_gate_table_exists() -> None:
             assert load_thresholds(THRESHOLDS, spec.gate), spec.gate
     assert {s.name: s.gate for s in every}["squad2_full"] is None
     assert {s.name: s.gate for s in every}["blockchain_solana"] == "labelled"
+    assert {s.name: s.gate for s in every}["squad2_sample"] == "squad2_sample"
     assert len(load_eval_file(REPO / "eval" / "datasets" / "squad2_wikipedia" / "questions.jsonl").cases) == 5137
     ci = (REPO / ".ci" / "run").read_text()
     assert "shared" not in ci and "eval/sets.toml" in ci
