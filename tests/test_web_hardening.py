@@ -124,10 +124,6 @@ def test_nothing_leaves_the_machine_and_file_names_show_as_text(tmp_path: Path, 
         ask(page, "How many agreements were signed?")
         chat.get_by_text("33 —", exact=False).first.wait_for(timeout=30_000)
         assert chat.locator("img").count() == 0
-        page.close()
-        assert [url for url in requests if not url.startswith(server.url + "/") and not url.startswith("data:")
-                and not url.startswith("blob:")] == []
-        assert not [url for url in requests if str(beacon_port) in url]
         deadline = time.monotonic() + 30  # the export is written just after the answer is shown
         while "How many agreements" not in "".join(p.read_text() for p in Path(env["TMPDIR"]).glob("rag-chat-*/*/*")):
             assert time.monotonic() < deadline, "the chat export was not rewritten after the last answer"
@@ -135,6 +131,12 @@ def test_nothing_leaves_the_machine_and_file_names_show_as_text(tmp_path: Path, 
         exports = list(Path(env["TMPDIR"]).glob("rag-chat-*/*/*"))
         assert [p.name for p in exports] == ["chat.md"]  # one file for the session, rewritten after each answer
         assert "What do barn owls eat?" in exports[0].read_text()  # the whole conversation, in one file
+        assert [url for url in requests if not url.startswith(server.url + "/") and not url.startswith("data:")
+                and not url.startswith("blob:")] == []
+        assert not [url for url in requests if str(beacon_port) in url]
+        # Closed only now: the export is written by an event chained after the answer, which Gradio drops
+        # when the page goes away first (on a busy machine the answer can arrive just before the close).
+        page.close()
     finally:
         server.stop()
     assert server.process.returncode == 0, server.log.read_text()
