@@ -33,6 +33,7 @@ from rag.chunking import Chunk, Chunker, DocumentTooLong
 from rag.embedding import Embedder, load_embedder
 from rag.loaders import LoadError, LoadOptions, SkippedFile, doc_id_for, hash_bytes, scan_corpus
 from rag.parsing import Job, parse_files
+from rag.retrieval import corpus_words, split_sentences
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     embedded_chunks: int = 0
+    embedded_sentences: int = 0
     seconds: float = 0.0
     version: str | None = None
     published: bool = False  # a new version was written and made live
@@ -370,7 +372,9 @@ def _ingest_locked(
     )
     ids = np.array(sorted(chunks), dtype=np.int64)
     matrix = np.stack([vectors[i] for i in ids]) if len(ids) else np.zeros((0, dimension), np.float32)
-    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks)
+    sentences = _sentence_index(settings, chunks, previous, embedder, dimension, report, tell)
+    vocabulary = _vocabulary(settings, chunks, previous, embedder, dimension)
+    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks, sentences, vocabulary)
     store.pause_point("written")
     tell(0.95, "publishing")
     store.publish(settings.index_dir, report.version)
@@ -477,6 +481,89 @@ def _load_and_embed(
 
     parts_of = {digest: [(c, vector(c.text)) for c in doc_chunks] for digest, (_, doc_chunks) in by_digest.items()}
     return {d: (h, by_digest[h][0], parts_of[h]) for d, h in doc_digest.items() if h in by_digest}
+
+
+def _sentence_index(
+    settings: Settings,
+    chunks: dict[int, Chunk],
+    previous: store.IndexSnapshot | None,
+    embedder: Embedder | None,
+    dimension: int,
+    report: IngestReport,
+    tell: Progress,
+) -> store.SentenceIndex:
+    """Split every chunk into sentences and embed each sentence once, for the answerer.
+
+    A chunk whose exact text was in the previous version keeps its sentences and their vectors; a
+    sentence whose exact text was indexed before keeps its vector; only new sentences are embedded.
+    """
+    known_chunks: dict[str, list[int]] = {}  # chunk text -> its sentence rows in `previous`
+    known_sentences: dict[str, int] = {}  # sentence text -> a row in `previous`
+    if previous is not None:
+        old = previous.sentences
+        for chunk_id, rows in old.rows_by_chunk.items():
+            text = previous.chunks[chunk_id].text
+            known_chunks.setdefault(text, list(rows))
+            for row in rows:
+                start, end = old.spans[row]
+                known_sentences.setdefault(text[start:end], row)
+    order = sorted(chunks, key=lambda i: store.chunk_order(chunks[i]))
+    chunk_ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    sources: list[tuple[str, int]] = []  # ("old", row) or ("new", position in `texts`)
+    texts: dict[str, int] = {}
+    for faiss_id in order:
+        text = chunks[faiss_id].text
+        if text in known_chunks:
+            rows = known_chunks[text]
+            pieces = [(int(previous.sentences.spans[r][0]), int(previous.sentences.spans[r][1]), ("old", r))
+                      for r in rows]
+        else:
+            pieces = []
+            for start, end in split_sentences(text):
+                sentence = text[start:end]
+                if sentence in known_sentences:
+                    pieces.append((start, end, ("old", known_sentences[sentence])))
+                else:
+                    pieces.append((start, end, ("new", texts.setdefault(sentence, len(texts)))))
+        for start, end, source in pieces:
+            chunk_ids.append(faiss_id)
+            spans.append((start, end))
+            sources.append(source)
+    new_vectors = np.zeros((0, dimension), np.float32)
+    if texts:
+        embedder = embedder or load_embedder(settings.embed_model)
+        tell(0.9, f"embedding {len(texts)} sentences")
+        new_vectors = embedder.embed(list(texts), batch_size=settings.embed_batch_size)
+    report.embedded_sentences = len(texts)
+    matrix = np.zeros((len(sources), dimension), np.float32)
+    for row, (kind, index) in enumerate(sources):
+        matrix[row] = previous.sentences.vectors[index] if kind == "old" else new_vectors[index]
+    if not sources:
+        return store.SentenceIndex.empty(dimension)
+    return store.SentenceIndex(np.array(chunk_ids, np.int64), np.array(spans, np.int32), matrix)
+
+
+def _vocabulary(
+    settings: Settings,
+    chunks: dict[int, Chunk],
+    previous: store.IndexSnapshot | None,
+    embedder: Embedder | None,
+    dimension: int,
+) -> store.Vocabulary:
+    """The corpus's words (see `retrieval.corpus_words`) with their vectors, so the answerer compares a
+    question word with a sentence's words without a model call; words the previous version had keep their
+    vectors, only new words are embedded."""
+    words = sorted({w for chunk in chunks.values() for w in corpus_words(chunk.text)})
+    known = previous.vocabulary.row_of if previous is not None else {}
+    new = [w for w in words if w not in known]
+    vectors = np.zeros((len(words), dimension), np.float32)
+    if new:
+        embedder = embedder or load_embedder(settings.embed_model)
+        fresh = dict(zip(new, embedder.embed(new, batch_size=max(settings.embed_batch_size, 256))))
+    for row, word in enumerate(words):
+        vectors[row] = previous.vocabulary.vectors[known[word]] if word in known else fresh[word]
+    return store.Vocabulary(words, vectors)
 
 
 def check(settings: Settings) -> list[str]:

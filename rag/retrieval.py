@@ -64,6 +64,14 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+
+def corpus_words(text: str) -> list[str]:
+    """The lowercased alphabetic words of `text`: what the index embeds once as its vocabulary."""
+    return [w for w in _WORD.findall(text.lower()) if w.isalpha()]
+
+
 def _blocks(text: str) -> list[tuple[int, int]]:
     blocks: list[tuple[int, int]] = []
     start = 0
@@ -118,7 +126,7 @@ class Retriever:
         if n == 0:
             return []
         depth = min(self.settings.candidates, n)
-        query_vector = self.embedder.embed_one(query)
+        query_vector = self.embed_texts([query])[0]  # cached: the answerer compares sentences with it too
         scores, ids = snapshot.faiss_index.search(query_vector[None, :], depth)
         dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
@@ -145,13 +153,14 @@ class Retriever:
         ]
 
     def sentences(self, hits: list[Hit]) -> list[Sentence]:
-        """Every sentence of the given chunks, each once (overlapping chunks share sentences)."""
+        """Every sentence of the given chunks, each once (overlapping chunks share sentences), as the index
+        split them at ingest; their vectors become known to `embed_texts`."""
         seen: set[tuple[str, int | None, int]] = set()
         result: list[Sentence] = []
         for hit in hits:
             chunk = hit.chunk
             previous = ""
-            for start, end in split_sentences(chunk.text):
+            for start, end in self._sentence_spans(hit.chunk_id):
                 key = (chunk.source, chunk.page, chunk.start + start)
                 text = chunk.text[start:end]
                 if key not in seen:
@@ -160,17 +169,47 @@ class Retriever:
                 previous = text
         return result
 
+    def _sentence_spans(self, chunk_id: int) -> list[tuple[int, int]]:
+        index = self.snapshot.sentences
+        rows = index.rows_by_chunk.get(chunk_id)
+        if rows is None:  # an index with no sentences for this chunk: split now, embed on demand
+            return split_sentences(self.snapshot.chunks[chunk_id].text)
+        text = self.snapshot.chunks[chunk_id].text
+        spans = []
+        for row in rows:
+            start, end = int(index.spans[row][0]), int(index.spans[row][1])
+            self._sentence_vectors.setdefault(text[start:end], index.vectors[row])
+            spans.append((start, end))
+        return spans
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        """Embeddings for short texts (sentences, words), cached: the same corpus sentences recur across questions."""
+        """Embeddings for short texts (sentences, words). Corpus sentences and words were embedded at ingest
+        and are looked up; anything else (the query, a question's words) is embedded once and cached."""
+        sentences, words = self._sentence_vectors, self.snapshot.vocabulary
         cache = self._cache
-        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+
+        def known(text: str) -> np.ndarray | None:
+            if text in sentences:
+                return sentences[text]
+            row = words.row_of.get(text)
+            return None if row is None else words.vectors[row]
+
+        found = {t: v for t in dict.fromkeys(texts) if (v := known(t)) is not None}
+        missing = [t for t in dict.fromkeys(texts) if t not in found and t not in cache]
         if missing:
             for text, vector in zip(missing, self.embedder.embed(missing)):
                 cache[text] = vector
             if len(cache) > 50_000:
                 for key in list(cache)[: len(cache) // 2]:
                     del cache[key]
-        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, self.embedder.dimension), np.float32)
+        if not texts:
+            return np.zeros((0, self.embedder.dimension), np.float32)
+        return np.stack([found[t] if t in found else cache[t] for t in texts])
+
+    @cached_property
+    def _sentence_vectors(self) -> dict[str, np.ndarray]:
+        """Sentence text -> its vector from the index, for the chunks `sentences` has read so far."""
+        return {}
 
     @cached_property
     def _cache(self) -> dict[str, np.ndarray]:

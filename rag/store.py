@@ -2,7 +2,7 @@
 
 Layout:
     index/CURRENT              name of the live version (replaced atomically)
-    index/versions/<name>/     manifest.json, vectors.faiss, chunks.jsonl, bm25/
+    index/versions/<name>/     manifest.json, vectors.faiss, chunks.jsonl, sentences.npz, bm25/
     index/ingest.lock          held by the one writer (see ingest.py)
 
 A version is written completely (under versions/.tmp-<name>), checksummed, fsynced, renamed into place,
@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import bm25s
@@ -32,16 +33,18 @@ import Stemmer
 
 from rag.chunking import Chunk
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3  # 2: the sentence index (sentences.npz); 3: the corpus's word vectors (words.npz)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 CHUNKS = "chunks.jsonl"
+SENTENCES = "sentences.npz"
+WORDS = "words.npz"
 BM25_DIR = "bm25"
 CURRENT = "CURRENT"
 VERSIONS = "versions"
 
 # Files a version cannot do without; each must have a checksum in the manifest.
-REQUIRED_FILES = (VECTORS, CHUNKS, f"{BM25_DIR}/params.index.json")
+REQUIRED_FILES = (VECTORS, CHUNKS, SENTENCES, WORDS, f"{BM25_DIR}/params.index.json")
 # How often `load` re-reads CURRENT when the version it names disappears under it (a writer published
 # a newer one and deleted the old one between our reading CURRENT and opening the files).
 LOAD_ATTEMPTS = 3
@@ -150,6 +153,64 @@ class Manifest:
 
 
 @dataclass
+class SentenceIndex:
+    """Every sentence of every chunk, embedded once at ingest, so answering never embeds corpus text.
+
+    Rows are grouped by chunk in the stored chunk order; a sentence is `chunk.text[start:end]`.
+    Overlapping chunks share sentences, so the same sentence can have two rows (one per chunk).
+    """
+
+    chunk_ids: np.ndarray  # int64 (n,): FAISS id of the chunk each sentence is in
+    spans: np.ndarray  # int32 (n, 2): start, end in that chunk's text
+    vectors: np.ndarray  # float32 (n, dimension), normalised
+
+    @classmethod
+    def empty(cls, dimension: int) -> SentenceIndex:
+        return cls(np.zeros(0, np.int64), np.zeros((0, 2), np.int32), np.zeros((0, dimension), np.float32))
+
+    @cached_property
+    def rows_by_chunk(self) -> dict[int, range]:
+        rows: dict[int, range] = {}
+        boundaries = np.flatnonzero(np.diff(self.chunk_ids)) + 1
+        for start, end in zip(np.r_[0, boundaries], np.r_[boundaries, len(self.chunk_ids)]):
+            if end > start:
+                rows[int(self.chunk_ids[start])] = range(int(start), int(end))
+        return rows
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as fh:
+            np.savez(fh, chunk_ids=self.chunk_ids, spans=self.spans, vectors=self.vectors)
+
+    @classmethod
+    def load(cls, path: Path) -> SentenceIndex:
+        with np.load(path) as data:
+            return cls(data["chunk_ids"].astype(np.int64), data["spans"].astype(np.int32),
+                       np.ascontiguousarray(data["vectors"], dtype=np.float32))
+
+
+@dataclass
+class Vocabulary:
+    """Every word of the corpus, embedded once at ingest: how near a question's word is to a word of
+    a sentence ("deals" ~ "agreements") is then a lookup, never a model call per word."""
+
+    words: list[str]  # sorted
+    vectors: np.ndarray  # float32 (len(words), dimension), normalised
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        return {word: row for row, word in enumerate(self.words)}
+
+    def save(self, path: Path) -> None:
+        with path.open("wb") as fh:
+            np.savez(fh, words=np.array(self.words, dtype=str), vectors=self.vectors)
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        with np.load(path) as data:
+            return cls([str(w) for w in data["words"]], np.ascontiguousarray(data["vectors"], dtype=np.float32))
+
+
+@dataclass
 class IndexSnapshot:
     """One loaded, immutable index version. Readers hold a snapshot; a rebuild never changes it."""
 
@@ -159,6 +220,12 @@ class IndexSnapshot:
     chunks: dict[int, Chunk]  # FAISS id -> chunk
     bm25: bm25s.BM25
     bm25_ids: list[int]  # BM25 row -> FAISS id (rows are in chunks.jsonl order)
+    sentences: SentenceIndex
+    vocabulary: Vocabulary
+
+    def sentence_text(self, row: int) -> str:
+        start, end = self.sentences.spans[row]
+        return self.chunks[int(self.sentences.chunk_ids[row])].text[start:end]
 
     def vector(self, faiss_id: int) -> np.ndarray:
         return self.faiss_index.reconstruct(int(faiss_id))
@@ -202,7 +269,13 @@ def current_version(index_dir: Path) -> str | None:
 
 
 def write_version(
-    index_dir: Path, manifest: Manifest, ids: np.ndarray, vectors: np.ndarray, chunks: dict[int, Chunk]
+    index_dir: Path,
+    manifest: Manifest,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    chunks: dict[int, Chunk],
+    sentences: SentenceIndex,
+    vocabulary: Vocabulary,
 ) -> str:
     """Write a complete new version beside the live one and return its name (not yet published)."""
     versions = index_dir / VERSIONS
@@ -211,7 +284,7 @@ def write_version(
     tmp = versions / f".tmp-{name}"
     tmp.mkdir()
     try:
-        _write_files(tmp, manifest, ids, vectors, chunks)
+        _write_files(tmp, manifest, ids, vectors, chunks, sentences, vocabulary)
         tmp.rename(versions / name)
         _fsync(versions)
     except BaseException:
@@ -220,7 +293,15 @@ def write_version(
     return name
 
 
-def _write_files(tmp: Path, manifest: Manifest, ids: np.ndarray, vectors: np.ndarray, chunks: dict[int, Chunk]) -> None:
+def _write_files(
+    tmp: Path,
+    manifest: Manifest,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    chunks: dict[int, Chunk],
+    sentences: SentenceIndex,
+    vocabulary: Vocabulary,
+) -> None:
     order = sorted(chunks, key=lambda i: chunk_order(chunks[i]))  # FAISS rows, chunks.jsonl and BM25 rows
     row_of = {int(faiss_id): row for row, faiss_id in enumerate(ids)}
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
@@ -239,6 +320,8 @@ def _write_files(tmp: Path, manifest: Manifest, ids: np.ndarray, vectors: np.nda
     # bm25s cannot index an empty corpus or an all-stopword one; a placeholder token keeps the shapes valid.
     retriever.index([t or ["\x00empty"] for t in tokens], show_progress=False)
     retriever.save(str(tmp / BM25_DIR))
+    sentences.save(tmp / SENTENCES)
+    vocabulary.save(tmp / WORDS)
 
     manifest.checksums = {
         p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
@@ -363,9 +446,15 @@ def _load_version(index_dir: Path, version: str, expected_signature: dict, verif
         bm25 = bm25s.BM25.load(str(root / BM25_DIR))
     except Exception as err:  # numpy, json and bm25s errors all mean a damaged file
         raise IndexCorrupt(f"index files in {root / BM25_DIR} cannot be read ({err}): run `rag ingest --rebuild`") from err
+    try:
+        sentences = SentenceIndex.load(root / SENTENCES)
+        vocabulary = Vocabulary.load(root / WORDS)
+    except Exception as err:  # numpy and zipfile errors all mean a damaged file
+        raise IndexCorrupt(f"index files {root / SENTENCES} or {root / WORDS} cannot be read ({err}): "
+                           "run `rag ingest --rebuild`") from err
     if faiss_index.ntotal != len(chunks) or len(chunks) != manifest.chunk_count:
         raise IndexCorrupt(
             f"index version {root} is inconsistent ({faiss_index.ntotal} vectors, {len(chunks)} chunks, "
             f"manifest says {manifest.chunk_count}): run `rag ingest --rebuild`"
         )
-    return IndexSnapshot(version, manifest, faiss_index, chunks, bm25, list(chunks))
+    return IndexSnapshot(version, manifest, faiss_index, chunks, bm25, list(chunks), sentences, vocabulary)

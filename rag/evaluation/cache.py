@@ -27,12 +27,18 @@ def index_key(corpus_dir: Path, settings: Settings) -> str:
     """Hash of what an index is built from: every corpus file (path and bytes), the index settings, and
     the source of the modules that turn files into index entries (a code change must not reuse a stale
     index)."""
-    from rag import chunking, embedding, loaders, store
+    import inspect
+
+    from rag import chunking, embedding, ingest, loaders, parsing, pdf_tables, retrieval, store
 
     digest = hashlib.sha256()
     digest.update(json.dumps(settings.index_signature(), sort_keys=True, default=str).encode())
-    for module in (loaders, chunking, embedding, store):
+    for module in (loaders, parsing, pdf_tables, chunking, embedding, ingest, store):
         digest.update(Path(module.__file__).read_bytes())
+    # Of retrieval, only sentence splitting and the vocabulary's words shape the index; its search code
+    # does not, so editing that must not force a re-embedding.
+    for function in (retrieval.split_sentences, retrieval._blocks, retrieval.corpus_words):
+        digest.update(inspect.getsource(function).encode())
     for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):
         digest.update(path.relative_to(corpus_dir).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())

@@ -1,0 +1,62 @@
+"""The sentence index: every sentence embedded once at ingest, kept exact across edits, never re-embedded
+when asking."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rag import store
+from rag.chat import Assistant
+from rag.embedding import Embedder
+from rag.ingest import ingest
+from rag.retrieval import split_sentences
+from rag.settings import Settings
+
+
+class RecordingEmbedder(Embedder):
+    """The real embedder, recording every text it is asked to embed (a spy, not a stand-in)."""
+
+    def __init__(self, real: Embedder) -> None:  # noqa: D107 - shares the loaded model, no second load
+        self.__dict__.update(real.__dict__)
+        self.texts: list[str] = []
+
+    def embed(self, texts, batch_size=32, show_progress=False):
+        self.texts += list(texts)
+        return super().embed(texts, batch_size=batch_size, show_progress=show_progress)
+
+
+def test_every_sentence_is_embedded_once_at_ingest(tiny_index: Settings, embedder: Embedder) -> None:
+    snapshot = store.load(tiny_index.index_dir, tiny_index.index_signature())
+    index = snapshot.sentences
+    texts = [snapshot.sentence_text(row) for row in range(len(index.chunk_ids))]
+    expected = [chunk.text[a:b] for cid, chunk in sorted(snapshot.chunks.items(), key=lambda x: store.chunk_order(x[1]))
+                for a, b in split_sentences(chunk.text)]
+    assert texts == expected
+    assert "The event resulted in 33 signed agreements worth 18.47 billion RMB." in texts
+    assert np.allclose(index.vectors, embedder.embed(texts), atol=1e-5)
+
+
+def test_an_edit_embeds_only_the_new_sentences(tiny_index: Settings, embedder: Embedder) -> None:
+    recorder = RecordingEmbedder(embedder)
+    path = tiny_index.corpus_dir / "weather.md"
+    path.write_text(path.read_text() + " Frost is rare in winter.")
+    report = ingest(tiny_index, embedder=recorder)
+    assert report.updated == ["weather.md"]
+    # The changed chunk is embedded whole, plus its one sentence and its words never indexed before
+    # (the vocabulary keeps every alphabetic word, stopwords too: choosing them is the answerer's job).
+    assert report.embedded_sentences == 1
+    assert recorder.texts == [(tiny_index.corpus_dir / "weather.md").read_text(), "Frost is rare in winter.",
+                              "frost", "is", "rare", "winter"]
+    fresh = tiny_index.model_copy(update={"index_dir": tiny_index.index_dir.parent / "fresh"})
+    ingest(fresh, embedder=embedder)
+    a = store.load(tiny_index.index_dir, tiny_index.index_signature()).sentences
+    b = store.load(fresh.index_dir, fresh.index_signature()).sentences
+    assert np.array_equal(a.spans, b.spans)
+    assert np.allclose(a.vectors, b.vectors, atol=1e-6)
+
+
+def test_asking_embeds_the_question_only(tiny_index: Settings, embedder: Embedder) -> None:
+    recorder = RecordingEmbedder(embedder)
+    answer = Assistant(tiny_index, recorder).ask("How many agreements were signed at the conference?")
+    assert answer.short_answer == "33"
+    assert recorder.texts == ["How many agreements were signed at the conference?"]
