@@ -170,9 +170,24 @@ class Served:
             self.process.kill()
 
 
+PARTS = ("ingest", "cold", "query", "serve")  # what `rag bench --only` may name
+
+
 def run_bench(corpus: Path, questions: Sequence[str], requests: int = 200, clients: int = 8,
-              log: Callable[[str], None] = lambda message: print(message, file=sys.stderr)) -> list[Figure]:
-    """Everything in one run, on a temporary index of `corpus` (index/ is never touched)."""
+              log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+              parts: Sequence[str] = PARTS) -> list[Figure]:
+    """Everything in one run, on a temporary index of `corpus` (index/ is never touched).
+
+    `parts` picks what is measured (to iterate on one of them): "ingest" (ours and the baseline), "cold"
+    (`rag ask` in fresh processes), "query" (1 client and `clients` threads in-process, ours and the
+    baseline), "serve" (`clients` gradio_client clients on `rag serve`, beside our in-process figure with
+    as many threads, measured in the same run, which is the reference the server is held to). Our index is
+    always built; the baseline only for "ingest" and "query". The concurrent measurements run warm: every
+    question has been asked once by the process that answers (in-process, by the 1-client run).
+    """
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown bench part(s) {', '.join(unknown)}: choose from {', '.join(PARTS)}")
     from rag.chat import Assistant
     from rag.embedding import Embedder
     from rag.evaluation import Baseline
@@ -183,64 +198,93 @@ def run_bench(corpus: Path, questions: Sequence[str], requests: int = 200, clien
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         settings = Settings(corpus_dir=corpus, index_dir=Path(tmp) / "index")
 
-        log(f"ingest {corpus}: ours, then the LlamaIndex baseline (each loads its model)")
+        log(f"ingest {corpus}: ours" + (", then the LlamaIndex baseline (each loads its model)"
+                                         if {"ingest", "query"} & set(parts) else ""))
         started = time.perf_counter()
         report = ingest(settings, embedder=Embedder(settings.embed_model))
         ours_ingest = time.perf_counter() - started
-        snapshot = load(settings.index_dir, settings.index_signature())
-        chunks = len(snapshot.chunks)
-        pages = sum(entry.pages for entry in snapshot.manifest.documents.values())
-        started = time.perf_counter()
-        baseline = Baseline(corpus, settings.embed_model)
-        base_ingest = time.perf_counter() - started
-        figures += [
-            Figure(f"ingest: chunks/s ({chunks} ours, {len(baseline.texts)} baseline)", report.embedded_chunks / ours_ingest,
-                   len(baseline.texts) / base_ingest, "chunks/s", True),
-            Figure(f"ingest: pages/s ({pages} pages)", pages / ours_ingest, pages / base_ingest, "pages/s", True),
-        ]
+        baseline = None
+        if {"ingest", "query"} & set(parts):
+            started = time.perf_counter()
+            baseline = Baseline(corpus, settings.embed_model)
+            base_ingest = time.perf_counter() - started
+        if "ingest" in parts:
+            snapshot = load(settings.index_dir, settings.index_signature())
+            chunks = len(snapshot.chunks)
+            pages = sum(entry.pages for entry in snapshot.manifest.documents.values())
+            figures += [
+                Figure(f"ingest: chunks/s ({chunks} ours, {len(baseline.texts)} baseline)",
+                       report.embedded_chunks / ours_ingest, len(baseline.texts) / base_ingest, "chunks/s", True),
+                Figure(f"ingest: pages/s ({pages} pages)", pages / ours_ingest, pages / base_ingest, "pages/s", True),
+            ]
 
-        log(f"cold start of `rag ask --json`: {COLD_RUNS} fresh processes")
-        cold = [cold_ask(settings, questions[0]) for _ in range(COLD_RUNS)]
+        cold = []
+        if "cold" in parts:
+            log(f"cold start of `rag ask --json`: {COLD_RUNS} fresh processes")
+            cold = [cold_ask(settings, questions[0]) for _ in range(COLD_RUNS)]
 
-        assistant = Assistant(settings)
-        for question in questions[:3]:  # warm: first-call imports and caches are the cold start's business
-            assistant.ask(question)
-            baseline.retriever.retrieve(question)
+        if {"query", "serve"} & set(parts):
+            assistant = Assistant(settings)
+            for question in questions[:3]:  # warm: first-call imports and caches are the cold start's business
+                assistant.ask(question)
+                if baseline is not None:
+                    baseline.retriever.retrieve(question)
         # Each measurement asks the next questions of the file (wrapping around), so a small file aside, none
         # is answered from the caches an earlier measurement filled.
         rest = list(questions[requests:]) + list(questions[:requests])
-        log(f"{requests} questions, 1 client, in-process")
-        figures += latency_figures("1 client", timed_calls(assistant.ask, questions, requests, 1),
-                                   timed_calls(baseline.retriever.retrieve, questions, requests, 1))
-        log(f"{requests} questions, {clients} threads, in-process")
-        figures += latency_figures(f"{clients} threads in-process", timed_calls(assistant.ask, rest, requests, clients),
-                                   timed_calls(baseline.retriever.retrieve, rest, requests, clients))
+        if "query" in parts:
+            log(f"{requests} questions, 1 client, in-process")
+            figures += latency_figures("1 client", timed_calls(assistant.ask, questions, requests, 1),
+                                       timed_calls(baseline.retriever.retrieve, questions, requests, 1))
+        if "serve" in parts and "query" not in parts:
+            for question in questions:  # warm as the 1-client run leaves it: every question asked once
+                assistant.ask(question)
+        if {"query", "serve"} & set(parts):
+            log(f"{requests} questions, {clients} threads, in-process")
+            figures += latency_figures(
+                f"{clients} threads in-process", timed_calls(assistant.ask, rest, requests, clients),
+                timed_calls(baseline.retriever.retrieve, rest, requests, clients) if "query" in parts else None)
         questions = rest[requests:] + rest[:requests]
 
-        log(f"{requests} requests from {clients} gradio_client clients against `rag serve` on loopback")
-        served = Served(settings, Path(tmp) / "serve.log")
-        try:
-            from gradio_client import Client
+        serve_rss = None
+        if "serve" in parts:
+            in_process = next(f for f in figures if f.name == f"{clients} threads in-process: throughput").ours
+            log(f"{requests} requests from {clients} gradio_client clients against `rag serve` on loopback")
+            served = Served(settings, Path(tmp) / "serve.log")
+            try:
+                from gradio_client import Client
 
-            local = threading.local()
+                local = threading.local()
 
-            def ask_server(question: str) -> object:
-                if not hasattr(local, "client"):
-                    local.client = Client(served.url, verbose=False)
-                return local.client.submit(question, [], api_name="/respond").result(timeout=120)
+                def ask_server(question: str) -> object:
+                    if not hasattr(local, "client"):
+                        # Plain HTTP on loopback: there is no certificate to verify. With verification on,
+                        # httpx loads the system's CA bundle for every request (gradio_client opens a new
+                        # httpx client per request), which took half the clients' CPU, and the clients share
+                        # the cores with the server they measure.
+                        local.client = Client(served.url, verbose=False, ssl_verify=False)
+                    return local.client.submit(question, [], api_name="/respond").result(timeout=120)
 
-            for question in questions[:clients]:
-                ask_server(question)
-            figures += latency_figures(f"{clients} clients on `rag serve`", timed_calls(ask_server, questions, requests, clients), None)
-            serve_rss = served.peak_rss_mb()
-        finally:
-            served.close()
+                # Warm as the in-process assistant is (its caches of sentence and word vectors are per process):
+                # every question asked once, by all clients at a time.
+                timed_calls(ask_server, questions, len(questions), clients)
+                served_figures = latency_figures(f"{clients} clients on `rag serve`",
+                                                 timed_calls(ask_server, questions, requests, clients), None)
+                serve_rss = served.peak_rss_mb()
+            finally:
+                served.close()
+            throughput = next(f for f in served_figures if f.name.endswith(": throughput")).ours
+            figures += served_figures + [
+                Figure(f"{clients} clients on `rag serve` / {clients} threads in-process: throughput ratio",
+                       throughput / in_process, None, "x", True)]
 
-        figures += [
-            Figure("`rag ask --json` cold: wall time", statistics.median(c[0] for c in cold), None, "s", False),
-            Figure("`rag ask --json` cold: peak RSS", max(c[1] for c in cold), None, "MB", False),
-            Figure(f"`rag serve` peak RSS after the {clients}-client run", serve_rss, None, "MB", False),
-        ]
+        if cold:
+            figures += [
+                Figure("`rag ask --json` cold: wall time", statistics.median(c[0] for c in cold), None, "s", False),
+                Figure("`rag ask --json` cold: peak RSS", max(c[1] for c in cold), None, "MB", False),
+            ]
+        if serve_rss is not None:
+            figures.append(Figure(f"`rag serve` peak RSS after the {clients}-client run", serve_rss, None, "MB", False))
     return figures
 
 

@@ -247,8 +247,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not questions:
         console.print(f"error: {args.questions} has no questions", markup=False)
         return 1
-    figures = bench.run_bench(corpus, questions, requests=args.requests, clients=args.clients)
-    print(f"`rag bench --corpus {corpus} --questions {args.questions} --requests {args.requests}` "
+    parts = [part.strip() for value in (args.only or [",".join(bench.PARTS)]) for part in value.split(",") if part.strip()]
+    unknown = sorted(set(parts) - set(bench.PARTS))
+    if unknown:
+        console.print(f"error: --only {','.join(unknown)}: no such part; choose from {', '.join(bench.PARTS)}", markup=False)
+        return 1
+    figures = bench.run_bench(corpus, questions, requests=args.requests, clients=args.clients, parts=parts)
+    only = f" --only {','.join(parts)}" if args.only else ""
+    print(f"`rag bench --corpus {corpus} --questions {args.questions} --requests {args.requests}{only}` "
           f"({os.cpu_count()} cores)\n")
     print(bench.table(figures))
     return 0
@@ -309,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions", default="eval/questions.jsonl", help="an eval file whose questions are asked")
     p.add_argument("--requests", type=int, default=200, help="questions asked per concurrent measurement (default 200)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    p.add_argument("--only", action="append", metavar="PARTS",
+                   help="measure only these parts, comma-separated or repeated: ingest, cold, query (in-process "
+                   "latency), serve (clients on `rag serve` beside as many threads in-process); default: all")
     p.set_defaults(func=cmd_bench)
     return parser
 
