@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Largest file accepted by upload, in MB; Gradio refuses a larger one (413) while "
         "receiving it, before it is kept anywhere."
     )
+    web_concurrency: int = Field(
+        4, ge=1, le=256, description="Questions the web app answers at once (Gradio's queue concurrency); more wait "
+        "in its queue. Answers are CPU-bound: on 2 cores, 4 and 8 gave the same throughput to 8 clients "
+        "(`rag bench --only serve`); an LLM backend served elsewhere (openai) may want more.",
+    )
     web_cache_max_age_s: int = Field(
         3600, ge=60, description="Gradio's copies of uploads and chat exports are deleted once older than this "
         "(checked as often); all of them when the app restarts."
