@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         "which is faster on big batches (a re-index in the web app); an answer's question, sentences and "
         "words stay below it, so answering never loads torch.",
     )
+    blas_threads: int = Field(
+        1, ge=0, le=256,
+        description="Threads the BLAS libraries (numpy's OpenBLAS, FAISS's) may use in a process that answers "
+        "questions; 0 leaves their default (one per core). A question's products are small, and concurrent "
+        "questions already share the cores: on 2 cores shared with other work, OpenBLAS's own threads made one "
+        "question's embedding 2-10x slower and its time erratic (16 ms with 1 thread, 38-194 ms with 2).",
+    )
     max_document_chars: int = Field(
         5_000_000, ge=1000, description="Most characters of text one document may hold; a longer one is skipped "
         "with the reason (embedding runs about 17 chunks/s on two cores, so 5 million characters, ~6,000 chunks, "

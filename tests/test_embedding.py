@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import Embedder, EmbedderError, QueryEncoder, load_query_encoder, resolve_model_path, unsupported_reason
+from rag.embedding import (Embedder, EmbedderError, QueryEncoder, limit_blas_threads, load_query_encoder, resolve_model_path,
+                           unsupported_reason)
 from rag.nlp_data import english_stopwords, sentence_splitter
 from rag.settings import Settings
 from tests.conftest import REPO, SHIPPED_CORPUS, TINY_CORPUS
@@ -60,6 +61,22 @@ def test_tokens_and_shape_match_the_torch_embedder(encoder: QueryEncoder, embedd
         assert encoder.tokenize(text) == embedder.tokenize(text)
     assert encoder.count_tokens("a " * 400) == 400  # chunking counts whole texts; only the model cuts at 256
     assert encoder.embed([]).shape == (0, 384)
+
+
+def test_the_query_path_caps_blas_threads_as_set() -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):  # restored on exit: the limit is process-wide
+        assert blas_threads() == {2}
+        load_query_encoder(Settings(blas_threads=1))
+        assert blas_threads() == {1}
+        limit_blas_threads(0)  # 0 leaves them as they are
+        assert blas_threads() == {1}
+        load_query_encoder(Settings(blas_threads=3))
+        assert blas_threads() == {3}
 
 
 def test_big_batches_go_to_torch(embedder: Embedder) -> None:
