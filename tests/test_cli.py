@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from rag import cli
-from tests.conftest import SHIPPED_CORPUS, run_rag, write_corpus
+from tests.conftest import REPO, SHIPPED_CORPUS, run_rag, write_corpus
 
 
 def test_ask_json_contract_on_the_shipped_corpus(shipped_index) -> None:
@@ -53,3 +53,11 @@ def test_ask_without_an_index_says_how_to_build_one(tmp_path: Path, capsys) -> N
     out = capsys.readouterr()
     assert out.out == ""
     assert "no index in" in out.err and "run `rag ingest`" in out.err
+
+
+def test_bench_only_names_an_unknown_part_and_the_choices(capsys) -> None:
+    questions = str(REPO / "eval" / "questions.jsonl")
+    assert cli.main(["bench", "--questions", questions, "--only", "serve,latency", "--only", "cold"]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "error: --only latency: no such part; choose from ingest, cold, query, serve" in out.err
