@@ -103,6 +103,26 @@ def test_the_web_session_shows_the_cited_passage_of_a_real_answer(tiny_index: Se
     assert parse_cite("#cite-0-1") == (0, 1) and parse_cite("/etc/passwd") is None
 
 
+def test_an_extractive_answer_comes_with_the_question_in_one_message(tiny_index: Settings, embedder) -> None:
+    session = ChatSession(tiny_index)
+    session.start()
+    steps = list(session.respond("  How many agreements were signed at the trade conference? ", [], []))
+    assert len(steps) == 1
+    box, chat, history = steps[0]
+    assert box == "" and chat[0] == {"role": "user", "content": "How many agreements were signed at the trade conference?"}
+    assert chat[1]["role"] == "assistant" and "33" in chat[1]["content"] and len(history) == 1
+
+
+def test_without_an_index_the_question_shows_before_the_reason(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    session = ChatSession(Settings(corpus_dir=corpus, index_dir=tmp_path / "index"))
+    steps = list(session.respond("Anyone there?", [], []))
+    assert [len(chat) for _, chat, _ in steps] == [1, 2]
+    assert steps[0][1] == [{"role": "user", "content": "Anyone there?"}]
+    assert steps[1][1][1]["content"].startswith("**No index could be built:") and steps[1][2] == []
+
+
 def test_document_text_and_file_names_are_shown_not_run() -> None:
     citation = Citation("<img src=x onerror=alert(1)>.txt", 2, 0, 30, "Say *hi* <script>alert(1)</script> [2]", 1.5)
     answer = Answer('7 — "Say *hi*" [1]', [citation], refused=False, query="q", short_answer="7")
