@@ -82,6 +82,24 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    ann_min_vectors: int = Field(
+        50_000, ge=1, description="An index version with at least this many chunks searches them approximately "
+        "(FAISS HNSW, parameters below); below it, exactly. Exact search is a scan of every vector: about 1 ms "
+        "per 10,000 chunks on one core here. Applies when ingest next writes a version (`rag ingest --rebuild` "
+        "to apply it at once); see bench/ann_curve.py for the recall/latency curve the HNSW values come from.",
+    )
+    hnsw_m: int = Field(
+        32, ge=4, le=128, description="HNSW: neighbours per vector in the graph; more is better recall for more "
+        "memory (M x 8 bytes a vector) and build time. Applies when ingest next writes a version.",
+    )
+    hnsw_ef_construction: int = Field(
+        40, ge=8, le=2048, description="HNSW: breadth of the search that links a vector into the graph at build "
+        "time; more is a better graph for a slower build. Applies when ingest next writes a version.",
+    )
+    hnsw_ef_search: int = Field(
+        64, ge=1, le=4096, description="HNSW: breadth of a query's search (at least the chunks asked for); "
+        "more is better recall for more time. Read at every search, no rebuild needed.",
+    )
     evidence_chunks: int = Field(6, ge=1, le=50, description="Top fused chunks searched for evidence sentences.")
     max_citations: int = Field(3, ge=1, le=20, description="Most passages cited in one answer.")
 
