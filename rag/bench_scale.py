@@ -95,7 +95,7 @@ def measure_loaded(index_dir: Path, queries_file: Path, settings: Settings) -> d
     found, ms = [], []
     for query in vectors:
         started = time.perf_counter()
-        _, ids = dense.search(snapshot.faiss_index, query, 10, settings.hnsw_ef_search)
+        _, ids = dense.search(snapshot.faiss_index, query, 10, settings.ivf_nprobe)
         ms.append((time.perf_counter() - started) * 1000)
         found.append(ids[0].tolist())
     out["found"] = found

@@ -1,4 +1,4 @@
-"""The dense index: exact below `ann_min_vectors`, HNSW at or above it, on real FAISS files and real embedded text."""
+"""The dense index: exact below `ann_min_vectors`, IVF-Flat at or above it, on real FAISS files and real embedded text."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def mapped_files() -> str:
     return Path("/proc/self/maps").read_text()
 
 
-def test_hnsw_above_the_threshold_finds_the_exact_top_ten_and_keeps_ids(
+def test_ivf_above_the_threshold_finds_the_exact_top_hits_and_keeps_ids(
     sentences: tuple[list[str], np.ndarray], embedder: Embedder, tmp_path: Path
 ) -> None:
     texts, vectors = sentences
@@ -58,7 +58,7 @@ def test_hnsw_above_the_threshold_finds_the_exact_top_ten_and_keeps_ids(
     assert len(questions) == 40
 
     written = {}
-    for name, threshold in (("exact", len(texts) + 1), ("hnsw", len(texts))):
+    for name, threshold in (("exact", len(texts) + 1), ("ivf", len(texts))):
         path = tmp_path / f"{name}.faiss"
         path.write_bytes(faiss.serialize_index(dense.build(384, ids, vectors, params(threshold))).tobytes())
         written[name] = dense.read(path)
@@ -68,19 +68,27 @@ def test_hnsw_above_the_threshold_finds_the_exact_top_ten_and_keeps_ids(
         assert np.allclose(written[name].reconstruct(int(ids[5])), vectors[5], atol=1e-6)
 
     settings = Settings()
-    _, exact = dense.search(written["exact"], questions, 10, settings.hnsw_ef_search)
-    _, approximate = dense.search(written["hnsw"], questions, 10, settings.hnsw_ef_search)
+    _, exact = dense.search(written["exact"], questions, 10, settings.ivf_nprobe)
+    _, approximate = dense.search(written["ivf"], questions, 10, settings.ivf_nprobe)
+    assert faiss.downcast_index(written["ivf"].index).nlist == 64  # 4 x sqrt(360) rounded to a power of two
+    assert approximate[:, 0].tolist() == exact[:, 0].tolist()
     assert approximate.tolist() == exact.tolist()
-    assert exact[0, 0] in ids
+    assert set(exact.ravel()) <= set(ids.tolist())
 
 
-def test_ef_search_is_read_at_search_time(sentences: tuple[list[str], np.ndarray]) -> None:
-    """efSearch comes from the call (the setting), not only from the file; below k it is raised to k."""
+def test_nprobe_is_read_at_search_time(sentences: tuple[list[str], np.ndarray], embedder: Embedder) -> None:
+    """nprobe comes from the call (the setting), not only from the file: scanning every list is exact search,
+    scanning one list misses some of the exact top 10."""
     texts, vectors = sentences
-    index = dense.build(384, np.arange(len(texts)), vectors, params(1))
-    scores, found = dense.search(index, vectors[:3], 10, ef_search=1)
-    assert found.shape == (3, 10) and (found >= 0).all()  # efSearch 1 < k would return -1 padding
-    assert found[:, 0].tolist() == [0, 1, 2]
+    ids = np.arange(len(texts))
+    index = dense.build(384, ids, vectors, params(1))
+    lists = faiss.downcast_index(index.index).nlist
+    questions = embedder.embed(squad_questions(40))
+    _, exact = dense.search(dense.build(384, ids, vectors, params(len(ids) + 1)), questions, 10)
+    _, everything = dense.search(index, questions, 10, nprobe=lists)
+    _, one = dense.search(index, questions, 10, nprobe=1)
+    assert everything.tolist() == exact.tolist()
+    assert one.tolist() != exact.tolist()
 
 
 def write_articles(folder: Path, parts: int) -> list[str]:
@@ -94,7 +102,7 @@ def write_articles(folder: Path, parts: int) -> list[str]:
     return sorted(files)
 
 
-def test_the_store_writes_and_loads_hnsw_above_the_threshold_and_exact_below(
+def test_the_store_writes_and_loads_ivf_above_the_threshold_and_exact_below(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     names = write_articles(tmp_path / "corpus", parts=2)
@@ -103,7 +111,7 @@ def test_the_store_writes_and_loads_hnsw_above_the_threshold_and_exact_below(
     first = store.load(settings.index_dir, settings.index_signature())
     count = len(first.chunks)
     assert count >= 20, f"the corpus gave {count} chunks, too few to cross ann_min_vectors=20"
-    assert dense.kind_of(first.faiss_index) == "hnsw"
+    assert dense.kind_of(first.faiss_index) == "ivf"
     vectors_file = settings.index_dir / "versions" / first.version / "vectors.faiss"
     assert str(vectors_file) in mapped_files()
     assert id_map(first.faiss_index) == sorted(first.chunks)
@@ -111,7 +119,7 @@ def test_the_store_writes_and_loads_hnsw_above_the_threshold_and_exact_below(
     exact = dense.build(384, all_ids, np.stack([first.vector(i) for i in all_ids]), params(count + 1))
     questions = embedder.embed(squad_questions(20))
     _, expected = dense.search(exact, questions, 10)
-    _, found = dense.search(first.faiss_index, questions, 10, settings.hnsw_ef_search)
+    _, found = dense.search(first.faiss_index, questions, 10, settings.ivf_nprobe)
     assert found.tolist() == expected.tolist()
 
     # Deleting a file takes the next version below the threshold: it is exact, and every other chunk keeps
