@@ -243,7 +243,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         sizes = args.scale or list(bench_scale.DEFAULT_SIZES)
         results = [bench_scale.run_scale(n, _settings(args), embed=args.embed, queries=args.requests) for n in sizes]
-        print(f"`rag bench --scale {' '.join(map(str, args.scale))} --embed {args.embed} --requests {args.requests}` "
+        command = " ".join(["rag bench --scale", *map(str, args.scale), f"--embed {args.embed} --requests {args.requests}"])
+        print(f"`{command}` "
               f"({os.cpu_count()} cores; chunks are real text of eval/datasets; vectors beyond the real embedded "
               "ones are synthesised around them)\n")
         print(bench_scale.table(results))
