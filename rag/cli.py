@@ -246,7 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command = " ".join(["rag bench --scale", *map(str, args.scale), f"--embed {args.embed} --requests {args.requests}"])
         print(f"`{command}` "
               f"({os.cpu_count()} cores; chunks are real text of eval/datasets; vectors beyond the real embedded "
-              "ones are synthesised around them)\n")
+              "ones are synthesised around them, sentence vectors around their chunk's; word vectors are random)\n")
         print(bench_scale.table(results))
         return 0
 

@@ -281,7 +281,7 @@ def write_version(
     dense_params: dense.DenseParams | None = None,
 ) -> str:
     """Write a complete new version beside the live one and return its name (not yet published). The dense
-    index is shaped by `dense_params` (exact or HNSW, see rag/dense.py); None: exact at any size."""
+    index is shaped by `dense_params` (exact or IVF, see rag/dense.py); None: exact at any size."""
     versions = index_dir / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"

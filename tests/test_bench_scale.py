@@ -22,4 +22,4 @@ def test_bench_scale_prints_both_kinds_with_exact_recall_below_the_threshold(mon
     assert rows["dense index"] == ["exact", "ivf"]
     assert rows["dense recall@10 against exact search"][0] == "1.000"
     assert 0.5 <= float(rows["dense recall@10 against exact search"][1]) <= 1.0
-    assert len(rows) == 13
+    assert len(rows) == 14
