@@ -238,6 +238,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rag import bench
     from rag.evaluation import EvalError, load_eval_file
 
+    if args.scale is not None:
+        from rag import bench_scale
+
+        sizes = args.scale or list(bench_scale.DEFAULT_SIZES)
+        results = [bench_scale.run_scale(n, _settings(args), embed=args.embed, queries=args.requests) for n in sizes]
+        command = " ".join(["rag bench --scale", *map(str, args.scale), f"--embed {args.embed} --requests {args.requests}"])
+        print(f"`{command}` "
+              f"({os.cpu_count()} cores; chunks are real text of eval/datasets; vectors beyond the real embedded "
+              "ones are synthesised around them, sentence vectors around their chunk's; word vectors are random)\n")
+        print(bench_scale.table(results))
+        return 0
+
     corpus = Path(args.corpus or _settings(args).corpus_dir)
     try:
         questions = [case.question for case in load_eval_file(args.questions).cases]
@@ -318,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="PARTS",
                    help="measure only these parts, comma-separated or repeated: ingest, cold, query (in-process "
                    "latency), serve (clients on `rag serve` beside as many threads in-process); default: all")
+    p.add_argument("--scale", type=int, nargs="*", metavar="N",
+                   help="instead: the store at N chunks (default 10000 100000): size, build, load, RSS, query "
+                   "p50/p95, recall@10 against exact search (rag/bench_scale.py)")
+    p.add_argument("--embed", type=int, default=4096,
+                   help="with --scale: most real embedded vectors (cached); the rest are synthesised (default 4096)")
     p.set_defaults(func=cmd_bench)
     return parser
 

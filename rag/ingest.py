@@ -30,6 +30,7 @@ import numpy as np
 
 from rag import store
 from rag.chunking import Chunk, Chunker, DocumentTooLong
+from rag.dense import DenseParams
 from rag.embedding import Embedder, load_embedder
 from rag.loaders import LoadError, LoadOptions, SkippedFile, doc_id_for, hash_bytes, scan_corpus
 from rag.parsing import Job, parse_files
@@ -374,7 +375,8 @@ def _ingest_locked(
     matrix = np.stack([vectors[i] for i in ids]) if len(ids) else np.zeros((0, dimension), np.float32)
     sentences = _sentence_index(settings, chunks, previous, embedder, dimension, report, tell)
     vocabulary = _vocabulary(settings, chunks, previous, embedder, dimension)
-    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks, sentences, vocabulary)
+    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks, sentences, vocabulary,
+                                         dense_params=DenseParams.from_settings(settings))
     store.pause_point("written")
     tell(0.95, "publishing")
     store.publish(settings.index_dir, report.version)

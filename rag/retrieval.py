@@ -17,6 +17,7 @@ import numpy as np
 
 from rag import store
 from rag.chunking import Chunk
+from rag.dense import search as dense_search
 from rag.embedding import Embedder
 from rag.settings import Settings
 
@@ -127,7 +128,7 @@ class Retriever:
             return []
         depth = min(self.settings.candidates, n)
         query_vector = self.embed_texts([query])[0]  # cached: the answerer compares sentences with it too
-        scores, ids = snapshot.faiss_index.search(query_vector[None, :], depth)
+        scores, ids = dense_search(snapshot.faiss_index, query_vector, depth, self.settings.ivf_nprobe)
         dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
         bm25_ranked: list[int] = []

@@ -31,6 +31,7 @@ import faiss
 import numpy as np
 import Stemmer
 
+from rag import dense
 from rag.chunking import Chunk
 
 FORMAT_VERSION = 3  # 2: the sentence index (sentences.npz); 3: the corpus's word vectors (words.npz)
@@ -276,15 +277,18 @@ def write_version(
     chunks: dict[int, Chunk],
     sentences: SentenceIndex,
     vocabulary: Vocabulary,
+    *,
+    dense_params: dense.DenseParams | None = None,
 ) -> str:
-    """Write a complete new version beside the live one and return its name (not yet published)."""
+    """Write a complete new version beside the live one and return its name (not yet published). The dense
+    index is shaped by `dense_params` (exact or IVF, see rag/dense.py); None: exact at any size."""
     versions = index_dir / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
     tmp = versions / f".tmp-{name}"
     tmp.mkdir()
     try:
-        _write_files(tmp, manifest, ids, vectors, chunks, sentences, vocabulary)
+        _write_files(tmp, manifest, ids, vectors, chunks, sentences, vocabulary, dense_params)
         tmp.rename(versions / name)
         _fsync(versions)
     except BaseException:
@@ -301,13 +305,12 @@ def _write_files(
     chunks: dict[int, Chunk],
     sentences: SentenceIndex,
     vocabulary: Vocabulary,
+    dense_params: dense.DenseParams | None = None,
 ) -> None:
     order = sorted(chunks, key=lambda i: chunk_order(chunks[i]))  # FAISS rows, chunks.jsonl and BM25 rows
     row_of = {int(faiss_id): row for row, faiss_id in enumerate(ids)}
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(manifest.dimension))
-    if order:
-        rows = [row_of[i] for i in order]
-        index.add_with_ids(vectors[rows].astype(np.float32), np.array(order, dtype=np.int64))
+    index = dense.build(manifest.dimension, np.array(order, dtype=np.int64), vectors[[row_of[i] for i in order]],
+                        dense_params or dense.DenseParams.exact())
     # Serialised and written by Python, not faiss.write_index: a full disk is then an OSError with its errno,
     # not a RuntimeError carrying C++ text.
     (tmp / VECTORS).write_bytes(faiss.serialize_index(index).tobytes())
@@ -430,7 +433,7 @@ def _load_version(index_dir: Path, version: str, expected_signature: dict, verif
     if verify_checksums:
         verify_files(root, manifest)
     try:
-        faiss_index = faiss.read_index(str(root / VECTORS))
+        faiss_index = dense.read(root / VECTORS)  # memory-mapped
     except Exception as err:  # faiss raises RuntimeError for a truncated or foreign file
         raise IndexCorrupt(f"index file {root / VECTORS} cannot be read ({err}): run `rag ingest --rebuild`") from err
     chunks: dict[int, Chunk] = {}
