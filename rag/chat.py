@@ -8,7 +8,6 @@ process is picked up without a restart while answers in flight keep their snapsh
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,10 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag import store
-from rag.answer import STOPWORDS, ExtractiveAnswerer, content_words
+from rag.answer import ExtractiveAnswerer
 from rag.embedding import Embedder, QueryEncoder, load_query_encoder
+from rag.followup import condense, is_follow_up, last_query, llm_condense  # noqa: F401 (re-exported)
 from rag.generate import GroundedAnswerer
+from rag.language import get_language
 from rag.llm import describe_failure, open_llm
+from rag.question import analyse
 from rag.retrieval import Retriever
 from rag.render import conversation_markdown  # noqa: F401  (the export, re-exported for callers)
 from rag.schema import Answer, Turn
@@ -30,86 +32,6 @@ if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
 log = logging.getLogger(__name__)
-
-
-_DEPENDENT = re.compile(
-    r"\b(it|its|it's|they|them|their|theirs|this|that|these|those|he|him|his|she|her|there|then|the same|such)\b",
-    re.IGNORECASE,
-)
-_ELLIPSIS_START = re.compile(r"^\s*(and|also|what about|how about|what of|and what about|same for|but)\b", re.IGNORECASE)
-
-
-def is_follow_up(question: str) -> bool:
-    """A question that leans on the previous turn: a pronoun, a leading "and/what about", or no subject."""
-    if _ELLIPSIS_START.search(question) or _DEPENDENT.search(question):
-        return True
-    return len(content_words(question)) <= 1
-
-
-def topic_of(text: str) -> str:
-    """The words a question is about, in order: what a follow-up inherits from its predecessor."""
-    words = re.findall(r"[\w()+-]+", text.replace("'s ", " "))
-    return " ".join(dict.fromkeys(w for w in words if w.lower().strip("()") not in STOPWORDS))
-
-
-def condense(question: str, history: Sequence[Turn] | None) -> str:
-    """Rewrite a follow-up into a standalone query without a model: append the conversation's topic.
-
-    "When did it open?" after "Tell me about the City University of Hong Kong (Dongguan)" becomes
-    "When did it open? (City University Hong Kong (Dongguan))". Retrieval then finds the right passage;
-    the answer type still comes from the question itself.
-    """
-    question = question.strip()
-    if not is_follow_up(question):
-        return question
-    topic = conversation_topic(history)
-    return f"{question} ({topic})" if topic else question
-
-
-def conversation_topic(history: Sequence[Turn] | None) -> str:
-    """The last answer's short answer ("OPPO": what "its" most likely means) and the words of the latest
-    question that stood on its own (follow-ups inherit it, so topics do not nest)."""
-    if not history:
-        return ""
-    anchor = next((t for t in reversed(history) if not is_follow_up(t.question)), history[-1])
-    short = history[-1].answer.short_answer or ""
-    return " ".join(part for part in (short, topic_of(anchor.question)) if part)
-
-
-def last_query(history: Sequence[Turn] | None) -> str | None:
-    """The standalone query of the latest turn (its rewritten form when known)."""
-    return history[-1].query if history else None
-
-
-# The LLM's rewrite of a follow-up; a module constant so callers may override it.
-CONDENSE_PROMPT = (
-    "Rewrite the follow-up question as one standalone question that names what it refers to, using the "
-    "conversation below. Reply with the rewritten question only; do not answer it.\n\n"
-    "Conversation:\n{conversation}\n\nFollow-up question: {question}\nStandalone question:"
-)
-
-
-def llm_condense(llm: LLM, question: str, history: Sequence[Turn], prompt: str = CONDENSE_PROMPT) -> str | None:
-    """The LLM's standalone form of a follow-up, or None when what it wrote is not a usable rewrite: not a
-    question (the model answered instead), far too long, still a follow-up by `is_follow_up` (an echo), or
-    without the follow-up's own words."""
-    from llama_index.core.llms import ChatMessage
-
-    lines = []
-    for turn in list(history)[-2:]:
-        for speaker, said in (("User", turn.question), ("Assistant", turn.answer.text)):
-            lines.append(f"{speaker}: {' '.join(said.split())[:300]}")
-    response = llm.chat([ChatMessage(role="user", content=prompt.format(conversation="\n".join(lines),
-                                                                         question=question))])
-    text = (response.message.content or "").strip()
-    text = re.sub(r"^(standalone question|question)\s*:\s*", "", text.splitlines()[0] if text else "", flags=re.I)
-    text = text.strip().strip('"\'“”').strip()
-    own = set(content_words(question))
-    if not text.endswith("?") or len(text) > 2 * len(question) + 200 or is_follow_up(text):
-        return None  # not a question (an answer), rambling, or still leaning on the conversation (an echo)
-    if own and len(own & set(content_words(text))) < len(own) / 2:
-        return None
-    return text
 
 
 def record_turn(history: Sequence[Turn], question: str, answer: Answer) -> list[Turn]:
@@ -201,13 +123,16 @@ class Assistant:
             )
             return
         retriever = self._refresh()
-        query = self.standalone(question, history)
+        language = get_language(self.settings.language)
+        asked = analyse(question, language)  # once: the answerers and the rewriting all read this
+        standalone = self.standalone(question, history)
+        query = asked if standalone == asked.text else analyse(standalone, language)
         t0 = time.perf_counter()
-        hits = retriever.search(query, k=self.settings.evidence_chunks)
+        hits = retriever.search(query.text, k=self.settings.evidence_chunks)
         t1 = time.perf_counter()
 
         def extractive() -> Answer:
-            return self._extractive(retriever).answer(question, query, hits)
+            return self._extractive(retriever).answer(asked, query, hits)
 
         if self.llm is None:
             answer = extractive()
@@ -216,7 +141,7 @@ class Assistant:
         else:
             answerer = GroundedAnswerer(self.llm, self.settings, retriever.embed_texts, extractive, self._llm_lock)
             answer = None
-            for item in answerer.stream(question, query, hits):
+            for item in answerer.stream(asked, query, hits):
                 if isinstance(item, Answer):
                     answer = item
                 else:

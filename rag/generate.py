@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag import store
-from rag.answer import REFUSAL, answer_type, content_words, find_short_answer
+from rag.answer import REFUSAL, find_short_answer
+from rag.language import get_language
+from rag.question import QuestionAnalysis
 from rag.llm import describe_failure
-from rag.retrieval import Hit, split_sentences
+from rag.retrieval import Hit
 from rag.schema import Answer, Citation, SentenceCheck
 from rag.settings import Settings
 
@@ -146,7 +147,7 @@ def answer_sentences(text: str) -> list[str]:
     """The answer split into sentences; a citation that punkt put at the start of the next sentence
     ("... signed. [1] The ...") goes back to the sentence it belongs to."""
     pieces: list[str] = []
-    for start, end in split_sentences(text):
+    for start, end in get_language().split_sentences(text):
         piece = text[start:end]
         leading = _LEADING_CITATIONS.match(piece)
         if leading and pieces:
@@ -187,7 +188,8 @@ def _words(text: str) -> set[str]:
 
 
 def _stems(text: str) -> set[str]:
-    return set(store.STEMMER.stemWords(content_words(text)))
+    language = get_language()
+    return set(language.stem(language.content_words(text)))
 
 
 # Capitalised at the start of a sentence, not names.
@@ -212,7 +214,8 @@ class SupportText:
     @classmethod
     def of(cls, passage: Passage) -> SupportText:
         text = passage.text
-        sentences = tuple(s for s in (text[a:b] for a, b in split_sentences(text)) if not INSTRUCTION.search(s))
+        spans = get_language().split_sentences(text)
+        sentences = tuple(s for s in (text[a:b] for a, b in spans) if not INSTRUCTION.search(s))
         joined = "\n".join(sentences)
         return cls(sentences, frozenset(facts(joined)), frozenset(_words(joined)), frozenset(_stems(joined)))
 
@@ -318,13 +321,13 @@ class GroundedAnswerer:
         self.system_prompt = system_prompt or SYSTEM_PROMPT
         self.user_prompt = user_prompt or USER_PROMPT
 
-    def stream(self, question: str, query: str, hits: Sequence[Hit]) -> Iterator[str | Answer]:
+    def stream(self, asked: QuestionAnalysis, query: QuestionAnalysis, hits: Sequence[Hit]) -> Iterator[str | Answer]:
         """Text pieces as the model writes them, then the verified Answer (always last)."""
         passages = number_passages(hits)
         if not passages:
             yield self.fallback()
             return
-        messages = build_messages(query, passages, self.system_prompt, self.user_prompt)
+        messages = build_messages(query.text, passages, self.system_prompt, self.user_prompt)
         parts: list[str] = []
         try:
             with self.lock or nullcontext():
@@ -335,9 +338,9 @@ class GroundedAnswerer:
         except Exception as err:  # any failure of the model: say why once, and answer without it
             yield self.without_llm(describe_failure(self.settings, err))
             return
-        yield self.finish(question, query, "".join(parts), passages)
+        yield self.finish(asked, query, "".join(parts), passages)
 
-    def finish(self, question: str, query: str, text: str, passages: Sequence[Passage]) -> Answer:
+    def finish(self, asked: QuestionAnalysis, query: QuestionAnalysis, text: str, passages: Sequence[Passage]) -> Answer:
         """Verify what the model wrote; fall back to the extractive answer when no sentence holds, when none
         of the verified ones shares a word with the question, or when the question asks for a number, date
         or name and none gives one."""
@@ -345,7 +348,7 @@ class GroundedAnswerer:
         if is_refusal(text):
             closest = [p.citation() for p in passages[: self.settings.max_citations]]
             return Answer(f"{REFUSAL} The closest passages are listed below, but none of them answers the question.",
-                          closest, refused=True, query=query, written_by="llm")
+                          closest, refused=True, query=query.text, written_by="llm")
         checks = self.verifier.check_answer(text, passages)
         answer_text, citations, checks = assemble(checks, passages)
         if not answer_text:
@@ -353,19 +356,20 @@ class GroundedAnswerer:
             return self._instead(citations, checks, f"The model wrote {written} that the passages do not support")
         # A sentence can be supported by its passage and still not answer: it must speak of what the question
         # asks about (one of its content words), and give the number, date or name it asks for.
-        asked = _stems(question)
-        if asked and not any(asked & _stems(c.text) for c in checks if c.verified):
+        stems = set(asked.stems)
+        if stems and not any(stems & _stems(c.text) for c in checks if c.verified):
             return self._instead(citations, checks, "The model's supported sentences do not speak of what the "
-                                                    f"question asks about ({', '.join(content_words(question))})")
-        kind = answer_type(question)
+                                                    f"question asks about ({', '.join(asked.words)})")
+        kind = asked.answer_type
         short = None
         if kind:
-            short = next((found for c in checks if c.verified and (found := find_short_answer(kind, c.text, question))),
-                         None)
+            language = get_language(self.settings.language)
+            short = next((found for c in checks
+                          if c.verified and (found := find_short_answer(language, asked, c.text))), None)
             if short is None:
                 return self._instead(citations, checks, f"The model's supported sentences give no "
                                                         f"{_KIND_WORDS.get(kind, kind)}, which the question asks for")
-        return Answer(answer_text, citations, refused=False, query=query, sentences=checks, short_answer=short,
+        return Answer(answer_text, citations, refused=False, query=query.text, sentences=checks, short_answer=short,
                       written_by="llm")
 
     def _instead(self, citations: list[Citation], checks: list[SentenceCheck], why: str) -> Answer:

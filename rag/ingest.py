@@ -34,7 +34,7 @@ from rag.dense import DenseParams
 from rag.embedding import Embedder, load_embedder
 from rag.loaders import LoadError, LoadOptions, SkippedFile, doc_id_for, hash_bytes, scan_corpus
 from rag.parsing import Job, parse_files
-from rag.retrieval import corpus_words, split_sentences
+from rag.language import get_language
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -499,6 +499,7 @@ def _sentence_index(
     A chunk whose exact text was in the previous version keeps its sentences and their vectors; a
     sentence whose exact text was indexed before keeps its vector; only new sentences are embedded.
     """
+    language = get_language(settings.language)
     known_chunks: dict[str, list[int]] = {}  # chunk text -> its sentence rows in `previous`
     known_sentences: dict[str, int] = {}  # sentence text -> a row in `previous`
     if previous is not None:
@@ -522,7 +523,7 @@ def _sentence_index(
                       for r in rows]
         else:
             pieces = []
-            for start, end in split_sentences(text):
+            for start, end in language.split_sentences(text):
                 sentence = text[start:end]
                 if sentence in known_sentences:
                     pieces.append((start, end, ("old", known_sentences[sentence])))
@@ -553,10 +554,11 @@ def _vocabulary(
     embedder: Embedder | None,
     dimension: int,
 ) -> store.Vocabulary:
-    """The corpus's words (see `retrieval.corpus_words`) with their vectors, so the answerer compares a
+    """The corpus's words (see `English.corpus_words`) with their vectors, so the answerer compares a
     question word with a sentence's words without a model call; words the previous version had keep their
     vectors, only new words are embedded."""
-    words = sorted({w for chunk in chunks.values() for w in corpus_words(chunk.text)})
+    language = get_language(settings.language)
+    words = sorted({w for chunk in chunks.values() for w in language.corpus_words(chunk.text)})
     known = previous.vocabulary.row_of if previous is not None else {}
     new = [w for w in words if w not in known]
     vectors = np.zeros((len(words), dimension), np.float32)

@@ -8,7 +8,6 @@ combines their orders without calibrating their incomparable scores.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +18,7 @@ from rag import store
 from rag.chunking import Chunk
 from rag.dense import search as dense_search
 from rag.embedding import Embedder
+from rag.language import get_language
 from rag.settings import Settings
 
 
@@ -41,62 +41,6 @@ class Sentence:
     start: int
     end: int
     previous: str = ""  # the sentence before it in the chunk: where "it" in this one is usually named
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) in `text`: blocks first, then punkt inside each block.
-
-    A line break ends a block after terminal punctuation or after a short line (a heading such as
-    "Perfect partners"); otherwise it is a PDF's layout wrap inside a sentence and is read as a space.
-    punkt (bundled with llama-index) keeps "3.28 million" and "U.S." whole, which splitting on "." does not.
-    """
-    splitter = _sentence_splitter()
-    spans: list[tuple[int, int]] = []
-    for block_start, block_end in _blocks(text):
-        block = text[block_start:block_end].replace("\n", " ")  # same length: offsets stay valid
-        cursor = 0
-        for piece in splitter(block):
-            piece = piece.strip()
-            start = block.find(piece, cursor) if piece else -1
-            if start < 0:
-                continue
-            spans.append((block_start + start, block_start + start + len(piece)))
-            cursor = start + len(piece)
-    return spans
-
-
-_WORD = re.compile(r"(?u)\b\w\w+\b")
-
-
-def corpus_words(text: str) -> list[str]:
-    """The lowercased alphabetic words of `text`: what the index embeds once as its vocabulary."""
-    return [w for w in _WORD.findall(text.lower()) if w.isalpha()]
-
-
-def _blocks(text: str) -> list[tuple[int, int]]:
-    blocks: list[tuple[int, int]] = []
-    start = 0
-    for line in re.finditer(r"[^\n]*\n", text):
-        content = line.group().strip()
-        if not content or content[-1] in ".!?:;\"”" or len(content) < 50:
-            if text[start : line.end()].strip():
-                blocks.append((start, line.end() - 1))
-            start = line.end()
-    if text[start:].strip():
-        blocks.append((start, len(text)))
-    return blocks
-
-
-_SPLITTER = None
-
-
-def _sentence_splitter():
-    global _SPLITTER
-    if _SPLITTER is None:
-        from rag.nlp_data import sentence_splitter
-
-        _SPLITTER = sentence_splitter()
-    return _SPLITTER
 
 
 class Retriever:
@@ -174,7 +118,7 @@ class Retriever:
         index = self.snapshot.sentences
         rows = index.rows_by_chunk.get(chunk_id)
         if rows is None:  # an index with no sentences for this chunk: split now, embed on demand
-            return split_sentences(self.snapshot.chunks[chunk_id].text)
+            return get_language(self.settings.language).split_sentences(self.snapshot.chunks[chunk_id].text)
         text = self.snapshot.chunks[chunk_id].text
         spans = []
         for row in rows:

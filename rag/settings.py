@@ -73,6 +73,8 @@ class Settings(BaseSettings):
         True, description="Read scanned PDF pages (no text layer) and .png/.jpg/.tiff files with Tesseract OCR; "
         "such text is marked `ocr: true` in citations. False: scans and images are skipped.",
     )
+    language: str = Field("en", description="Language pack (rag/language.py) for sentence splitting, stopwords, "
+                          "question analysis and answer patterns; 'en' is the only pack.")
     ocr_language: str = Field("eng", description="Tesseract language(s) for OCR, e.g. 'eng' or 'eng+deu'.")
     ocr_dpi: int = Field(300, ge=72, le=1200, description="Resolution a PDF page is rendered at for OCR.")
     pdf_tables: bool = Field(
@@ -248,4 +250,5 @@ class Settings(BaseSettings):
             "embed_model": self.embed_model,
             "chunk_tokens": self.chunk_tokens,
             "chunk_overlap": self.chunk_overlap,
+            "language": self.language,  # sentence splitting and the vocabulary's words
         }

@@ -24,7 +24,9 @@ from rag.chunking import Chunk
 from rag.evaluation import EvalError, run_eval
 from rag.generate import GroundedAnswerer, Passage, Verifier, assemble, parse_citations
 from rag.ingest import ingest
+from rag.language import get_language
 from rag.llm import bundled_gguf, make_llm
+from rag.question import analyse
 from rag.retrieval import Hit
 from rag.schema import Answer, Turn
 from rag.settings import Settings
@@ -156,11 +158,12 @@ def test_unsupported_or_unresponsive_answers_fall_back_to_the_extractive_answer(
     extractive = assistant.ask(QUESTION)
     retriever = assistant._refresh()
     hits = retriever.search(QUESTION, k=injected_index.evidence_chunks)
+    asked = analyse(QUESTION, get_language())
     answerer = GroundedAnswerer(None, injected_index, retriever.embed_texts,
-                                lambda: assistant._extractive(retriever).answer(QUESTION, QUESTION, hits))
+                                lambda: assistant._extractive(retriever).answer(asked, asked, hits))
     numbers = {hit.chunk.source: n for n, hit in enumerate(hits, start=1)}
     passages = generate.number_passages(hits)
-    answer = answerer.finish(QUESTION, QUESTION, f"HACKED [{numbers['notes.txt']}]. The moon is made of cheese [9].",
+    answer = answerer.finish(asked, asked, f"HACKED [{numbers['notes.txt']}]. The moon is made of cheese [9].",
                              passages)
     assert answer.text == extractive.text and "HACKED" not in answer.text
     # The passage the model cited follows the extractive citations, flagged, and the checks index it.
@@ -172,21 +175,21 @@ def test_unsupported_or_unresponsive_answers_fall_back_to_the_extractive_answer(
     assert json.loads(json.dumps(answer.to_json()))["sentences"][1] == {"text": "The moon is made of cheese.", "citations": [],
                                                 "verified": False, "reason": "cites passage 9, which does not exist"}
 
-    refusal = answerer.finish(QUESTION, QUESTION, "Not in the documents.", passages)
+    refusal = answerer.finish(asked, asked, "Not in the documents.", passages)
     assert refusal.refused and refusal.text.startswith("The documents do not say.") and not refusal.sentences
 
     # Supported, but without the number the question asks for: not an answer to it.
     n = numbers["conference.txt"]
-    vague = answerer.finish(QUESTION, QUESTION, f"The event resulted in signed agreements [{n}].", passages)
+    vague = answerer.finish(asked, asked, f"The event resulted in signed agreements [{n}].", passages)
     assert vague.text == extractive.text and [s.verified for s in vague.sentences] == [True]
     assert vague.note == ("The model's supported sentences give no number, which the question asks for; "
                           "this is the extractive answer instead.")
-    off_topic = answerer.finish(QUESTION, QUESTION, f"Around 300 representatives attended [{n}].", passages)
+    off_topic = answerer.finish(asked, asked, f"Around 300 representatives attended [{n}].", passages)
     assert off_topic.text == extractive.text and [s.verified for s in off_topic.sentences] == [True]
     assert off_topic.note == ("The model's supported sentences do not speak of what the question asks about "
                               "(agreements, signed, trade, conference); this is the extractive answer instead.")
     # A passage label copied from the prompt is not a sentence; the answer with the number is used.
-    good = answerer.finish(QUESTION, QUESTION, f"(conference.txt) [{n}] The event resulted in 33 signed agreements [{n}].",
+    good = answerer.finish(asked, asked, f"(conference.txt) [{n}] The event resulted in 33 signed agreements [{n}].",
                            passages)
     assert (good.text, good.short_answer, good.note) == ("The event resulted in 33 signed agreements [1].", "33", None)
     assert [(c.source, c.verified) for c in good.citations] == [("conference.txt", True)]

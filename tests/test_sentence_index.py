@@ -9,7 +9,7 @@ from rag import store
 from rag.chat import Assistant
 from rag.embedding import Embedder
 from rag.ingest import ingest
-from rag.retrieval import split_sentences
+from rag.language import get_language
 from rag.settings import Settings
 
 
@@ -30,7 +30,7 @@ def test_every_sentence_is_embedded_once_at_ingest(tiny_index: Settings, embedde
     index = snapshot.sentences
     texts = [snapshot.sentence_text(row) for row in range(len(index.chunk_ids))]
     expected = [chunk.text[a:b] for cid, chunk in sorted(snapshot.chunks.items(), key=lambda x: store.chunk_order(x[1]))
-                for a, b in split_sentences(chunk.text)]
+                for a, b in get_language().split_sentences(chunk.text)]
     assert texts == expected
     assert "The event resulted in 33 signed agreements worth 18.47 billion RMB." in texts
     assert np.allclose(index.vectors, embedder.embed(texts), atol=1e-5)

@@ -29,16 +29,19 @@ def index_key(corpus_dir: Path, settings: Settings) -> str:
     index)."""
     import inspect
 
-    from rag import chunking, embedding, ingest, loaders, parsing, pdf_tables, retrieval, store
+    from rag import chunking, embedding, ingest, loaders, parsing, pdf_tables, store
+    from rag.language import get_language
 
     digest = hashlib.sha256()
     digest.update(json.dumps(settings.index_signature(), sort_keys=True, default=str).encode())
     for module in (loaders, parsing, pdf_tables, chunking, embedding, ingest, store):
         digest.update(Path(module.__file__).read_bytes())
-    # Of retrieval, only sentence splitting and the vocabulary's words shape the index; its search code
-    # does not, so editing that must not force a re-embedding.
-    for function in (retrieval.split_sentences, retrieval._blocks, retrieval.corpus_words):
-        digest.update(inspect.getsource(function).encode())
+    # Of the language pack, only sentence splitting and the vocabulary's words shape the index; its question
+    # rules do not, so editing them must not force a re-embedding.
+    pack = type(get_language(settings.language))
+    for method in (pack.split_sentences, pack._blocks, pack.corpus_words, pack.words):
+        digest.update(inspect.getsource(method).encode())
+    digest.update(pack.word.pattern.encode())
     for path in sorted(p for p in corpus_dir.rglob("*") if p.is_file()):
         digest.update(path.relative_to(corpus_dir).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
