@@ -150,13 +150,9 @@ class ExtractiveAnswerer:
         evidence = self.rank_evidence(asked, query, hits)
         chosen = self._choose(evidence, asked, query)
         if chosen is None:
-            closest = evidence[: self.settings.max_citations]
-            return Answer(
-                text=f"{REFUSAL} The closest passages are listed below, but none of them answers the question.",
-                citations=[_citation(e) for e in closest],
-                refused=True,
-                query=query.text,
-            )
+            return self._refuse(asked, query, evidence)
+        if asked.open:
+            return self._open_answer(query, evidence, chosen)
         quote = _fit_quote(chosen.sentence.text, chosen.short_answer, self.settings.max_answer_chars - 40)
         lead = f"{chosen.short_answer} — " if chosen.short_answer else ""
         return Answer(
@@ -165,6 +161,50 @@ class ExtractiveAnswerer:
             refused=False,
             query=query.text,
             short_answer=chosen.short_answer,
+        )
+
+    def _open_answer(self, query: QuestionAnalysis, evidence: list[Evidence], best: Evidence) -> Answer:
+        """An explanation is rarely one sentence: the best sentence, then up to `open_answer_sentences` - 1 more
+        supporting sentences scoring near it, in document order, each quoted with its own [n], within the
+        answer length limit."""
+        chosen = [best]
+        budget = self.settings.max_answer_chars - len(best.sentence.text) - 8
+        floor = best.score * self.settings.open_answer_ratio
+        for item in evidence:
+            if len(chosen) >= self.settings.open_answer_sentences:
+                break
+            if item is best or item.score < floor or not self.supports(item):
+                continue
+            if len(item.sentence.text) + 8 <= budget:
+                chosen.append(item)
+                budget -= len(item.sentence.text) + 8
+        if len(chosen) == 1:
+            quote = _fit_quote(best.sentence.text, None, self.settings.max_answer_chars - 10)
+            return Answer(f'"{quote}" [1]', [_citation(best, quote)], refused=False, query=query.text)
+        # The sentence that answers best comes first; the others follow in document order (putting all in
+        # document order moved the answering sentence behind its context, and cited it first less often).
+        chosen[1:] = sorted(chosen[1:], key=lambda e: (e.sentence.hit.chunk.source, e.sentence.hit.chunk.page or 0,
+                                                       e.sentence.start))
+        text = " ".join(f'"{e.sentence.text}" [{n}]' for n, e in enumerate(chosen, start=1))
+        return Answer(text, [_citation(e) for e in chosen], refused=False, query=query.text)
+
+    def _refuse(self, asked: QuestionAnalysis, query: QuestionAnalysis, evidence: list[Evidence]) -> Answer:
+        """The refusal, with why: the question's words no passage mentions, or the kind of answer none gives."""
+        reason = "none of them answers the question"
+        if evidence:
+            seen: set[str] = set()
+            for item in evidence[:20]:
+                seen |= set(self.language.stem(self.language.content_words(f"{item.sentence.previous} {item.sentence.text}")))
+            absent = [w for w, stem in zip(asked.words, asked.stems) if stem not in seen]
+            if absent:
+                reason = "no passage mentions " + ", ".join(f'"{w}"' for w in absent[:3])
+            elif asked.answer_type:
+                reason = f"none of them gives the {self.language.kind_words[asked.answer_type]} asked for"
+        return Answer(
+            text=f"{REFUSAL} The closest passages are listed below, but {reason}.",
+            citations=[_citation(e) for e in evidence[: self.settings.max_citations]],
+            refused=True,
+            query=query.text,
         )
 
     def _choose(self, evidence: list[Evidence], asked: QuestionAnalysis, query: QuestionAnalysis) -> Evidence | None:
@@ -198,18 +238,21 @@ class ExtractiveAnswerer:
                     return item
             return best
         counted = list(asked.counted) if kind == "number" else []
-        for item in (e for e in supporting if e.support >= floor and self.covers_focus(e, asked.focus)):
-            found = self.language.candidates(kind, item.sentence.text, known)
-            if counted:
-                found = [c for c in found if self._counts(counted, item.sentence.text[c[1] :])]
-            item.short_answer = nearest_to_question(self.language, found, item.sentence.text, asked)
-            if item.short_answer:
-                return item
+        close = [e for e in supporting if e.support >= floor and self.covers_focus(e, asked.focus)]
+        for candidate_kind in self.language.candidate_passes[kind]:
+            for item in close:
+                found = self.language.candidates(candidate_kind, item.sentence.text, known)
+                if counted:
+                    found = [c for c in found
+                             if self._counts(counted, self.language.counted_nearby(item.sentence.text, c))]
+                item.short_answer = nearest_to_question(self.language, found, item.sentence.text, asked)
+                if item.short_answer:
+                    return item
         return None
 
-    def _counts(self, counted: list[str], after: str) -> bool:
-        """Whether the words right after a number name what "how many ..." asks to count."""
-        following = self.language.content_words(after)[:4]
+    def _counts(self, counted: list[str], following: list[str]) -> bool:
+        """Whether the words naming what a number counts (see English.counted_nearby) name what "how many
+        ..." asks to count, literally or as a near synonym."""
         if not following:
             return False
         if set(self.language.stem(counted)) & set(self.language.stem(following)):
@@ -244,8 +287,11 @@ def find_short_answer(language: English, asked: QuestionAnalysis, sentence: str,
     """The candidate of the kind `asked` wants that lies nearest to the question's words in the sentence, not
     one `known` (default: the question) already contains."""
     assert asked.answer_type is not None
-    found = language.candidates(asked.answer_type, sentence, known or asked.text)
-    return nearest_to_question(language, found, sentence, asked)
+    for kind in language.candidate_passes[asked.answer_type]:
+        found = language.candidates(kind, sentence, known or asked.text)
+        if found:
+            return nearest_to_question(language, found, sentence, asked)
+    return None
 
 
 def nearest_to_question(language: English, found: list[Candidate], sentence: str, asked: QuestionAnalysis) -> str | None:

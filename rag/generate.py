@@ -68,7 +68,6 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+")
-_KIND_WORDS = {"person": "name"}  # answer_type's kinds as a reader says them
 # A sentence this long whose words are mostly repeats is a degenerate generation, not a claim (a tiny model
 # loops: "Dongguan-Hong Kong-Dongguan-Hong Kong-..."), even though each word is in the passage.
 REPEATED_MIN_WORDS = 8
@@ -368,7 +367,7 @@ class GroundedAnswerer:
                           if c.verified and (found := find_short_answer(language, asked, c.text))), None)
             if short is None:
                 return self._instead(citations, checks, f"The model's supported sentences give no "
-                                                        f"{_KIND_WORDS.get(kind, kind)}, which the question asks for")
+                                                        f"{language.kind_words[kind]}, which the question asks for")
         return Answer(answer_text, citations, refused=False, query=query.text, sentences=checks, short_answer=short,
                       written_by="llm")
 

@@ -15,15 +15,41 @@ from collections.abc import Callable
 
 import Stemmer
 
-_NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a few|several|a couple of)"
-_MONTH = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
-    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
-)
+_SMALL = ("zero|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+          "sixteen|seventeen|eighteen|nineteen")  # "one" alone is mostly a pronoun ("one of the first")
+_TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+_SCALE_WORDS = "hundred|thousand|million|billion|trillion"
+# "thirty-three", "twenty one", "a hundred", "two million", "several", "a dozen"
+_NUMBER_WORD = (rf"(?:(?:{_TENS})(?:[\s-](?:{_SMALL}|one))?|{_SMALL}|a dozen|dozens|a few|several|a couple of|a hundred"
+                rf"|a thousand|one(?=[\s-](?:{_SCALE_WORDS})))(?:[\s-](?:{_SCALE_WORDS}))*")
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_SCALE = rf"(?:[\s-]?(?:{_SCALE_WORDS})|\s?(?:bn|mn|tn|m|k|b)\b)"  # "2 billion", "12bn", "$3m"
+_CURRENCY_SYMBOL = r"(?:[A-Z]{1,3}\$|[$€£¥₹₩₽₪฿])"  # $, US$, HK$, R$, €, ...
+_CURRENCY_CODE = r"(?:[A-Z]{3})"  # any ISO 4217 code: USD, EUR, RMB, ...
+_CURRENCY_WORD = (r"(?:dollars?|euros?|pounds? sterling|pounds?|yen|yuan|renminbi|rupees?|francs?|pesos?|won|"
+                  r"rubles?|roubles?|marks?|crowns?|kronor|krona|lira|dinars?|rand|reais|real|shillings?|cents?)")
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
+          r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 _WEEKDAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
-_TIME_UNIT = r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)"
-_MEASURES = (r"(?:area|population|size|gdp|revenue|revenues|turnover|price|cost|budget|height|length|weight|"
-             r"capacity|value|salary|rate|percentage|share|volume|output|worth|sum|amount|number|count|total)")
+_TIME_UNIT = r"(?:seconds?|minutes?|hours?|days?|weeks?|fortnights?|months?|years?|decades?|centuries|century)"
+_LENGTH = (r"(?:millimet(?:re|er)s?|centimet(?:re|er)s?|kilomet(?:re|er)s?|met(?:re|er)s?|mm|cm|km|m|miles?|feet|"
+           r"foot|ft|inch(?:es)?|yards?|yd|nautical miles?)")
+_AREA = rf"(?:square {_LENGTH}|sq\.? ?(?:km|mi|m|ft)|(?:km|m|mi)²|(?:km|m)2|hectares?|ha|acres?)"
+_MASS = r"(?:milligrams?|grams?|kilograms?|tonnes?|tons?|pounds?|ounces?|mg|kg|lbs?|oz)"
+_VOLUME = r"(?:litres?|liters?|millilit(?:re|er)s?|gallons?|barrels?|cubic (?:met(?:re|er)s?|feet)|ml|m³|m3)"
+_OTHER_UNIT = (r"(?:°\s?[CF]|degrees?(?: (?:Celsius|Fahrenheit))?|kWh|MWh|GWh|TWh|kW|MW|GW|watts?|volts?|hertz|Hz|"
+               r"GHz|MHz|mph|km/h|knots?|calories?|bytes?|KB|MB|GB|TB|bits?|pixels?)")
+_UNIT = rf"(?:{_AREA}|{_LENGTH}|{_MASS}|{_VOLUME}|{_OTHER_UNIT})"
+_QUANTITY = rf"(?:{_DIGITS}|{_NUMBER_WORD})"
+_MEASURES = (r"(?:area|population|size|gdp|revenue|revenues|income|profit|profits|turnover|price|cost|budget|height|"
+             r"length|width|depth|distance|weight|mass|capacity|value|salary|wage|rate|percentage|share|volume|output|"
+             r"worth|sum|amount|number|count|total|temperature|speed|age|score|attendance|debt|funding|sales|"
+             r"spending|tax|fee|fees|ratio)")
+_MONEY_NOUNS = (r"\b(?:money|cost|costs|price|prices|value|worth|revenue|revenues|income|profit|profits|budget|"
+                r"salary|wage|spending|spent|pay|paid|earn|earned|earnings|sales|funding|invest(?:ed|ment)?|debt|tax|"
+                r"fee|fees|fine|sum|dollars?|euros?)\b")
+_OPENER = r"^\W*(?:and|so|but|also|then|ok|okay|well)\b[\s,]*"  # "And who designed it?" asks what "Who ..." asks
+_PREPOSITION = r"(?:in|on|at|to|by|with|for|from|of|into|through|during|since|until)"
 
 Candidate = tuple[int, int, str]  # start, end, text of an answer candidate in a sentence
 
@@ -60,18 +86,35 @@ class English:
     ellipsis_start = re.compile(r"^\s*(and|also|what about|how about|what of|and what about|same for|but)\b",
                                 re.IGNORECASE)
 
-    # Answer types, from the wording of the question; the first rule that matches decides.
+    # Answer types, from the wording of the question (a leading "and/so/but" dropped); the first rule that
+    # matches decides. "number" becomes "money" or "measure" when the question speaks of money or a unit.
+    opener = re.compile(_OPENER, re.IGNORECASE)
     type_rules: tuple[tuple[str, re.Pattern], ...] = (
-        ("duration", re.compile(r"\bhow long\b|\bhow much time\b|\bhow many (hours|days|minutes|weeks|months|years)\b")),
-        ("date", re.compile(r"^\W*(and |so |but )?when\b|\b(what|which|in what) (year|date|month|day)\b|\bsince when\b")),
-        ("number", re.compile(rf"\bhow (many|much|big|large|high|old|far)\b|\b(what|which) (is|was|are|were) the "
-                              rf"(\w+ )?{_MEASURES}\b|\bwhat {_MEASURES}\b|\b{_MEASURES} of\b")),
-        ("person", re.compile(r"^\s*(who|whom|whose)\b")),
-        ("name", re.compile(r"^\s*(which|where)\b|\b(which|where)\b|\bwhat is the name\b")),
+        ("duration", re.compile(r"\bhow long\b(?! (?:is|are|was|were) (?:the|a|an|it|its|their)\b)|\bhow much time\b|"
+                                r"\bhow many (?:seconds|minutes|hours|days|weeks|months|years|decades)\b|\bfor how long\b")),
+        ("date", re.compile(rf"^(?:{_PREPOSITION} )?when\b|^since when\b|\b(?:what|which|in what) (?:year|date|month|day|"
+                            r"decade|century)\b")),
+        ("number", re.compile(rf"\bhow (?:many|much|big|large|high|old|far|tall|wide|deep|heavy|long)\b|\bwhat percent(?:age)?\b|"
+                              rf"\b(?:what|which) (?:is|was|are|were) the (?:\w+ )?{_MEASURES}\b|\bwhat {_MEASURES}\b|"
+                              rf"\b{_MEASURES} of\b|\w['’]s {_MEASURES}\b")),
+        ("person", re.compile(rf"^(?:{_PREPOSITION} )?(?:who|whom|whose)\b")),
+        ("name", re.compile(rf"^(?:{_PREPOSITION} )?(?:which|where)\b|\bwhat (?:is|was|are|were) (?:the )?(?:\w+ )?name\b|"
+                            r"\bwhat (?:is|was|are|were) \w+(?: \w+)? called\b")),
     )
+    # "Why/how/describe/explain/what are the reasons ...": answered with a few sentences, not one fact.
+    open_question = re.compile(r"^(?:why|how (?!many|much|long|old|far|big|large|tall|high|wide|deep|heavy)|"
+                               r"describe|explain|discuss|summari[sz]e|tell me about|what (?:are|were) the "
+                               r"(?:\w+ )?(?:reasons?|causes?|effects?|benefits?|advantages?|disadvantages?|"
+                               r"challenges?|features?|differences?|steps?|ways?|roles?|impacts?|consequences?)\b|"
+                               r"in what ways?\b|what (?:is|was) the (?:role|purpose|significance|impact|effect) of\b)")
+    measure_question = re.compile(r"\bhow (?:tall|high|wide|deep|far|heavy|long (?:is|are|was|were))\b|"
+                                  r"\b(?:area|height|length|width|depth|distance|weight|mass|capacity|volume|"
+                                  r"temperature|speed)\b")
+    money_question = re.compile(_MONEY_NOUNS)
     # The word naming what a typed question asks about: "population" in "What is the population of X?".
     focus_patterns = (
-        re.compile(r"\b(?:what|which|who) (?:is|was|are|were) the ([a-z][\w-]*) (?:of|in|at|for|behind)\b"),
+        re.compile(r"\b(?:what|which|who) (?:is|was|are|were) the ([a-z][\w-]*) (?:of|in|at|for|behind|between)\b"),
+        re.compile(rf"\b\w+['’]s ({_MEASURES})\b"),  # X's population
         re.compile(r"^\s*who (?!is\b|was\b|are\b|were\b)([a-z]{3,})\b"),  # who organised X
     )
     generic_measures = frozenset("size value amount number total name sum figure level scale".split())
@@ -86,28 +129,38 @@ class English:
     # Answer candidates in a sentence, by kind.
     patterns: dict[str, re.Pattern] = {
         "date": re.compile(
-            rf"\b(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|\d{{1,2}}\s+{_MONTH}(?:\s+\d{{4}})?"
-            rf"|{_MONTH}\s+\d{{4}}|(?:1[5-9]|20)\d{{2}}s?"
-            rf"|(?:\d+|{_NUMBER_WORDS})\s+{_TIME_UNIT}\s+ago)\b"
-        ),
-        "duration": re.compile(rf"\b(?:\d+(?:\.\d+)?|{_NUMBER_WORDS})[\s-]{_TIME_UNIT}\b"),
+            rf"\b(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}"
+            rf"|(?:{_WEEKDAY},?\s+)?{_MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?"
+            rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
+            rf"|(?:early |mid-?|late )?{_MONTH},?\s+\d{{4}}|(?:early |mid-?|late )?(?:1[0-9]|20)\d{{2}}s?"
+            rf"|\d{{1,2}}(?:st|nd|rd|th) century|(?:{_QUANTITY})\s+{_TIME_UNIT}\s+ago)\b"),
+        "duration": re.compile(rf"\b(?:{_QUANTITY})[\s-]{_TIME_UNIT}\b"),
+        "measure": re.compile(rf"(?<![\w.])(?:{_QUANTITY}){_SCALE}?[\s-]?{_UNIT}(?![\w])"),
+        "money": re.compile(
+            rf"(?:{_CURRENCY_SYMBOL}\s?|\b{_CURRENCY_CODE}\s?)(?:{_DIGITS}){_SCALE}?(?![\w])"
+            rf"|(?<![\w.]){_QUANTITY}{_SCALE}?[\s-]?(?:{_CURRENCY_CODE}\b|{_CURRENCY_WORD}\b)"),
         "number": re.compile(
-            r"(?<![\w.+$])(?:US\$|HK\$|\$|RMB ?|¥|€|£)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-            r"(?:\s?%|\s?percent|(?:[- ](?:thousand|million|billion|trillion))?(?:[- ](?:yuan|RMB|dollars|USD|HKD|euros))?)"
-            r"(?![\w+])"
-        ),
+            rf"(?:{_CURRENCY_SYMBOL}\s?)?(?<![\w.])(?:{_DIGITS}|\b(?i:{_NUMBER_WORD})\b(?!-\w))(?:\s?%|\s?per ?cent|{_SCALE})?"
+            rf"(?:[\s-]?(?:{_CURRENCY_CODE}\b|{_CURRENCY_WORD}\b))?(?![\w])"),
         "name": re.compile(
-            r"\b[A-Z][\w&'’.+-]*(?:\s+(?:(?:of|and|for|the|de|&)\s+)*[A-Z][\w&'’.+-]*)*(?:\s+\([A-Z][\w\s]*\))?"
-        ),
+            r"\b[A-Z][\w&'’+-]*(?:\.[A-Z][\w&'’+-]*)*(?:\s+(?:(?:of|and|for|the|de|von|van|da|del|la|le|&)\s+)*"
+            r"[A-Z][\w&'’+-]*(?:\.[A-Z][\w&'’+-]*)*)*(?:\s+\([A-Z][\w\s]*\))?"),
     }
-    # Which candidate kind answers which answer type.
-    candidate_kind = {"person": "name", "name": "name", "number": "number", "date": "date", "duration": "duration"}
+    # Which candidate kinds answer which answer type, in passes: an amount with a currency (a quantity with a
+    # unit) from any supporting sentence before a bare number.
+    candidate_passes: dict[str, tuple[str, ...]] = {
+        "person": ("name",), "name": ("name",), "number": ("number",), "money": ("money", "number"),
+        "measure": ("measure", "number"), "date": ("date",), "duration": ("duration",),
+    }
+    # Answer types as a reader says them ("none of them gives the amount asked for").
+    kind_words = {"number": "number", "money": "amount", "measure": "measure", "date": "date",
+                  "duration": "duration", "person": "name", "name": "name"}
     # Capitalised words that are not names, and openers stripped off a name candidate.
-    not_names = re.compile(rf"^(?:{_MONTH}|{_WEEKDAY})$")
+    not_names = re.compile(rf"^(?:{_MONTH}|{_WEEKDAY}|I)$")
     leading_filler = re.compile(
-        r"^(?:The|A|An|This|That|These|Those|Its|Their|In|On|At|By|For|With|From|Since|Similarly|Moreover|Meanwhile|"
-        r"However|Also|And|But|Now|Today|Thanks)\s+"
-    )
+        r"^(?:The|A|An|This|That|These|Those|Its|Their|His|Her|In|On|At|By|For|With|From|Since|Similarly|Moreover|"
+        r"Meanwhile|However|Also|And|But|Now|Today|Thanks|After|Before|During|When|While|If|As|Although|Though|"
+        r"Because|Under|Over|According|Despite|Following|Unlike|Like)\s+")
 
     def __init__(self) -> None:
         from bm25s.stopwords import STOPWORDS_EN
@@ -171,17 +224,31 @@ class English:
         return blocks
 
     # --- questions -----------------------------------------------------------------------------------
+    def strip_opener(self, question: str) -> str:
+        """"And who designed it?" -> "who designed it?": a leading conjunction does not change what is asked."""
+        return self.opener.sub("", question.strip())
+
     def answer_type(self, question: str) -> str | None:
-        """What a question wants: number, date, duration, person, name, or None (any sentence answers)."""
-        lowered = question.lower()
+        """What a question wants: number, money, measure, date, duration, person, name, or None (any
+        supporting sentence answers)."""
+        lowered = self.strip_opener(question).lower()
         for kind, rule in self.type_rules:
             if rule.search(lowered):
+                if kind == "number" and "how many" not in lowered:  # a count is a count, whatever it counts
+                    if self.measure_question.search(lowered):
+                        return "measure"
+                    if self.money_question.search(lowered):
+                        return "money"
                 return kind
         return None
 
+    def is_open(self, question: str) -> bool:
+        """Whether the question asks for an explanation or a description rather than one fact."""
+        return self.open_question.search(self.strip_opener(question).lower()) is not None
+
     def focus_words(self, question: str) -> list[str]:
         """The word naming what a typed question asks about, when the wording shows it."""
-        lowered = question.lower()
+        lowered = self.strip_opener(question).lower()
         for pattern in self.focus_patterns:
             match = pattern.search(lowered)
             if match and match.group(1) not in self.stopwords and match.group(1) not in self.generic_measures:
@@ -201,13 +268,15 @@ class English:
     def names_in(self, question: str) -> list[str]:
         """Capitalised words not opening a sentence ("OPPO", "Hong", "Kong"), lower-cased: names a passage
         must mention to be about the same thing. Paraphrase does not reach names, so they are matched
-        literally. A name in parentheses only spells out its neighbour ("DAG (Directed Acyclic Graph)")."""
+        literally. A name in parentheses only spells out its neighbour ("DAG (Directed Acyclic Graph)"), and
+        in "Kong-invested" only the capitalised part is a name."""
         words: list[str] = []
         for sentence in re.split(r"(?<=[.?!])\s+", re.sub(r"\([^)]*\)", " ", question)):
             for token in re.findall(r"[A-Za-z][\w'’-]*", sentence)[1:]:
                 token = re.sub(r"['’]s$", "", token)
-                if token[0].isupper() and token.lower() not in self.stopwords:
-                    words += [w for w in self.words(token) if w not in self.stopwords]
+                for part in token.split("-"):
+                    if part[:1].isupper() and part.lower() not in self.stopwords:
+                        words += [w for w in self.words(part) if w not in self.stopwords]
         return list(dict.fromkeys(words))
 
     def period_asked(self, question: str) -> str | None:
@@ -236,18 +305,12 @@ class English:
         return list(dict.fromkeys(w for w in words if w.lower().strip("()") not in self.stopwords))
 
     # --- answer candidates ---------------------------------------------------------------------------
-    def candidates(self, answer_type: str, sentence: str, known: str) -> list[Candidate]:
-        """Every span in the sentence that answers `answer_type` and that `known` (the question, or it and
-        its query) does not already contain."""
-        kind = self.candidate_kind[answer_type]
+    def candidates(self, kind: str, sentence: str, known: str) -> list[Candidate]:
+        """Every span of one candidate kind (see `candidate_passes`) in the sentence that `known` (the question,
+        or it and its query) does not already contain."""
         known_lower = known.lower()
-        spans = [(m.start(), m.end()) for m in self.patterns[kind].finditer(sentence)]
-        if kind == "number":
-            # A number inside a date ("March 17") or a duration is not a count.
-            taken = [(m.start(), m.end()) for k in ("date", "duration") for m in self.patterns[k].finditer(sentence)]
-            spans = [s for s in spans if not any(a <= s[0] < b for a, b in taken)]
         found: list[Candidate] = []
-        for start, end in spans:
+        for start, end in self.spans(kind, sentence):
             text = sentence[start:end].strip()
             if kind == "name":
                 text = self.clean_name(text)
@@ -258,11 +321,35 @@ class English:
             found.append((start, end, text))
         return found
 
+    def spans(self, kind: str, sentence: str) -> list[tuple[int, int]]:
+        """Spans of one candidate kind in a sentence. A number inside a date or a duration is read as that,
+        not as a count ("March 17", "15 hours"); a measure is not a duration or an amount ("$3m")."""
+        found = [(m.start(), m.end()) for m in self.patterns[kind].finditer(sentence)]
+        inside = {"number": ("date", "duration"), "measure": ("duration", "money")}.get(kind, ())
+        taken = [(m.start(), m.end()) for k in inside for m in self.patterns[k].finditer(sentence)]
+        return [s for s in found if not any(a <= s[0] < b for a, b in taken)]
+
+    # Verbs that link a counted noun to its number after it: "the number of agreements reached 33".
+    count_links = frozenset("was were is are stood reached totalled totaled numbered came rose fell grew".split())
+
+    def counted_nearby(self, sentence: str, number: Candidate) -> list[str]:
+        """The content words that say what a number counts: the first four after it ("33 agreements"), and
+        the noun before it when only linking words stand between ("the number of agreements was 33")."""
+        start, end, _ = number
+        words = self.content_words(sentence[end:])[:4]
+        before = self.words(sentence[:start])
+        for _ in range(3):
+            if before and (before[-1] in self.count_links or before[-1] in self.stopwords):
+                before.pop()
+        if before and before[-1].isalpha() and before[-1] not in self.stopwords:
+            words.append(before[-1])
+        return words
+
     def clean_name(self, text: str) -> str | None:
-        """A name candidate without a leading article or connective and a possessive; None when nothing
-        name-like is left."""
-        text = self.leading_filler.sub("", text)
-        text = re.sub(r"['’]s$", "", text)
+        """A name candidate without a leading article or connective, a possessive or a final full stop; None
+        when nothing name-like is left."""
+        text = self.leading_filler.sub("", text.strip())
+        text = re.sub(r"['’]s$", "", text).rstrip(".")
         if len(text) < 2 or text.lower() in self.stopwords or self.not_names.match(text):
             return None
         return text

@@ -13,7 +13,8 @@ from rag.language import English
 @dataclass(frozen=True)
 class QuestionAnalysis:
     text: str  # the question (or standalone query) as analysed
-    answer_type: str | None  # number, date, duration, person, name; None: any supporting sentence answers
+    answer_type: str | None  # number, money, measure, date, duration, person, name; None: untyped
+    open: bool  # why/how/describe...: answered with up to a few sentences
     words: tuple[str, ...]  # content words, in order, once each
     stems: tuple[str, ...]  # their stems, aligned with `words`
     focus: tuple[str, ...]  # the word naming what a typed question asks about ("population"), if the wording shows it
@@ -26,9 +27,11 @@ class QuestionAnalysis:
 def analyse(text: str, language: English) -> QuestionAnalysis:
     text = text.strip()
     words = tuple(dict.fromkeys(language.content_words(text)))
+    answer_type = language.answer_type(text)
     return QuestionAnalysis(
         text=text,
-        answer_type=language.answer_type(text),
+        answer_type=answer_type,
+        open=answer_type is None and language.is_open(text),
         words=words,
         stems=tuple(language.stem(list(words))),
         focus=tuple(language.focus_words(text)),

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
         le=1,
         description="Refusal threshold: least cosine similarity between the question and an evidence sentence.",
     )
+    open_answer_sentences: int = Field(
+        3, ge=1, le=10, description="Most sentences quoted for an open question (why, how, describe ...).")
+    open_answer_ratio: float = Field(
+        0.6, gt=0, le=1, description="An open answer's further sentences must score at least this share of the "
+        "best sentence's evidence score (and support the question themselves).")
     max_answer_chars: int = Field(400, ge=80, description="Answers longer than this are trimmed to their evidence.")
     max_question_chars: int = Field(2000, ge=10, description="Longer questions are rejected with a message.")
 

@@ -131,3 +131,32 @@ def test_paraphrases_and_counted_nouns_on_the_shipped_article(shipped_index: Set
     assert assistant.ask("Around how many representatives attended the conference?").short_answer == "300"
     assert assistant.ask("How long does it take goods to go from a factory to a plane?").short_answer == "15 hours"
     assert assistant.ask("When was the Airport Logistics Park launched?").short_answer == "April 2023"
+
+
+FERRY = {
+    "ferry.txt": (
+        "The Avalon ferry service stopped in 2019 because winter storms destroyed the ferry pier. "
+        "Tourism on the island grew after the new bridge opened. "
+        "The ferry service had also stopped running at night after its operator lost its safety licence."
+    ),
+}
+
+
+def test_an_open_question_is_answered_with_its_supporting_sentences_best_first(tmp_path: Path, embedder) -> None:
+    settings = Settings(corpus_dir=write_corpus(tmp_path / "corpus", FERRY), index_dir=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    answer = Assistant(settings, embedder).ask("Why did the Avalon ferry service stop?")
+    first, third = FERRY["ferry.txt"].split(". ")[0] + ".", FERRY["ferry.txt"].split(". ")[2]
+    assert answer.text == f'"{first}" [1] "{third}" [2]'
+    assert [(c.source, c.text) for c in answer.citations] == [("ferry.txt", first), ("ferry.txt", third)]
+    assert answer.short_answer is None
+    # A factual question keeps the short answer first and one quote.
+    assert Assistant(settings, embedder).ask("When did the Avalon ferry service stop?").short_answer == "2019"
+
+
+def test_a_refusal_says_which_words_no_passage_mentions(tmp_path: Path, embedder) -> None:
+    settings = Settings(corpus_dir=write_corpus(tmp_path / "corpus", FERRY), index_dir=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    answer = Assistant(settings, embedder).ask("What is the population of Avalon?")
+    assert answer.refused
+    assert answer.text == (f'{REFUSAL} The closest passages are listed below, but no passage mentions "population".')

@@ -1,0 +1,86 @@
+"""The English language pack and the question analysis: general patterns, not one corpus's words."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer import find_short_answer
+from rag.language import get_language
+from rag.question import analyse
+
+EN = get_language("en")
+
+
+def spans(kind: str, sentence: str) -> list[str]:
+    return [sentence[a:b] for a, b in EN.spans(kind, sentence)]
+
+
+def short_answer(sentence: str, question: str) -> str | None:
+    return find_short_answer(EN, analyse(question, EN), sentence)
+
+
+def test_numbers_amounts_and_measures_in_any_wording() -> None:
+    sentence = ("The bridge is 240 metres long, covers 3.5 square kilometres and cost $3m, or 12bn yuan; "
+                "thirty-three firms paid 18.47 billion RMB and €2,500 in fees, 40% of it in cash.")
+    assert spans("money", sentence) == ["$3m", "12bn yuan", "18.47 billion RMB", "€2,500"]
+    assert spans("measure", sentence) == ["240 metres", "3.5 square kilometres"]
+    assert "thirty-three" in spans("number", sentence) and "40%" in spans("number", sentence)
+    assert spans("duration", sentence) == []  # "240 metres long" is a length, not a time
+
+
+def test_dates_in_iso_and_written_forms() -> None:
+    sentence = "Signed on 2019-05-04, ratified on 4 June 2020 and amended in March 2021, in the late 1990s."
+    assert spans("date", sentence) == ["2019-05-04", "4 June 2020", "March 2021", "late 1990s"]
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("What is the city's population?", "number"),
+    ("And who designed it?", "person"),
+    ("Who designed it?", "person"),
+    ("How many agreements were signed?", "number"),
+    ("What was the total value of the agreements?", "money"),
+    ("And how much money did they involve?", "money"),
+    ("How long is the bridge?", "measure"),
+    ("How long does the flight take?", "duration"),
+    ("In which year was it founded?", "date"),
+    ("Which university did the firm partner with?", "name"),
+    ("What is the river called?", "name"),
+    ("Why did the company move its headquarters?", None),
+    ("Is there a museum of tea in the city?", None),
+])
+def test_answer_types_read_from_the_wording(question: str, kind: str | None) -> None:
+    assert analyse(question, EN).answer_type == kind
+
+
+def test_which_inside_a_question_does_not_make_it_a_name_question() -> None:
+    assert EN.answer_type("How many of the firms which signed were local?") == "number"
+    assert EN.answer_type("What did the firms which signed promise?") is None
+
+
+def test_short_answers_in_general_wordings() -> None:
+    assert short_answer("The number of agreements signed was 33.", "How many agreements were signed?") == "33"
+    assert short_answer("Thirty-three agreements were signed.", "How many agreements were signed?") == "Thirty-three"
+    assert short_answer("The fund raised 12bn last year.", "How much money did the fund raise?") == "12bn"
+    assert short_answer("The bridge is 240 metres long and opened in 2001.", "How long is the bridge?") == "240 metres"
+    assert short_answer("The law came into force on 2019-05-04.", "When did the law come into force?") == "2019-05-04"
+    assert short_answer("It cost EUR 3.5 million and took 4 years.", "How much did it cost?") == "EUR 3.5 million"
+    assert short_answer("The plan was drafted by Li.", "Who drafted the plan?") == "Li"
+
+
+def test_question_analysis_fields() -> None:
+    analysis = analyse("How many Hong Kong-invested enterprises did the fair attract in 2019?", EN)
+    assert analysis.answer_type == "number"
+    assert analysis.counted == ("hong", "kong", "invested", "enterprises")
+    assert analysis.names == ("hong", "kong")
+    assert analysis.period == "2019"
+    assert not analysis.follows_up and not analysis.open
+    follow = analyse("And when did it open?", EN)
+    assert follow.follows_up and follow.answer_type == "date"
+    assert analyse("Why did the company move?", EN).open
+    assert analyse("What is the city's population?", EN).focus == ("population",)
+
+
+def test_names_lose_articles_possessives_and_final_full_stops() -> None:
+    assert EN.clean_name("The Avalon Harbour Authority's") == "Avalon Harbour Authority"
+    assert EN.clean_name("Li.") == "Li"
+    assert EN.clean_name("March") is None
