@@ -14,6 +14,7 @@ sentences, so each question's retrieval and evidence are computed once and reuse
 Run (indexes cached by `rag eval`):
 
     .venv/bin/python eval/fit_thresholds.py [--support 0.1,0.2,0.3] [--similarity 0.15,0.25,0.35] [--json OUT]
+    .venv/bin/python eval/fit_thresholds.py --scores OUT    # refit from a saved grid
 """
 
 from __future__ import annotations
@@ -81,9 +82,14 @@ def score_grid(support: list[float], similarity: list[float]) -> dict[tuple[floa
     return scores
 
 
-def best_pair(scores: dict[tuple[float, float], dict[str, float]], sets: list[str]) -> tuple[float, float]:
-    """The pair with the highest mean over `sets` (ties: the first in grid order)."""
-    return max(scores, key=lambda pair: sum(scores[pair][s] for s in sets) / len(sets))
+def best_pair(scores: dict[tuple[float, float], dict[str, float]], sets: list[str],
+              current: tuple[float, float]) -> tuple[float, float]:
+    """The pair with the highest mean over `sets`. The grid is flat in places: among equal means the
+    settings' current pair wins (no change without a measured gain), then the first in grid order."""
+    def mean(pair: tuple[float, float]) -> float:
+        return round(sum(scores[pair][s] for s in sets) / len(sets), 9)
+
+    return max(scores, key=lambda pair: (mean(pair), pair == current))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,14 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--support", type=floats, default=[0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--similarity", type=floats, default=[0.15, 0.25, 0.35, 0.45])
     parser.add_argument("--json", type=Path, help="write the grid scores and the fit here")
+    parser.add_argument("--scores", type=Path, help="refit from the grid scores a previous --json wrote (no eval)")
     args = parser.parse_args(argv)
-    reuse_retrieval_and_evidence()
     current = (Settings().min_support, Settings().min_similarity)
-    support = sorted(set(args.support) | {current[0]})
-    similarity = sorted(set(args.similarity) | {current[1]})
-    scores = score_grid(support, similarity)
+    if args.scores:
+        grid = json.loads(args.scores.read_text())["grid"]
+        scores = {(g.pop("min_support"), g.pop("min_similarity")): g for g in grid}
+    else:
+        reuse_retrieval_and_evidence()
+        support = sorted(set(args.support) | {current[0]})
+        similarity = sorted(set(args.similarity) | {current[1]})
+        scores = score_grid(support, similarity)
     sets = list(next(iter(scores.values())))
-    fitted = best_pair(scores, sets)
+    fitted = best_pair(scores, sets, current)
     print(f"\nfitted on all sets: min_support {fitted[0]:.2f}, min_similarity {fitted[1]:.2f} "
           f"(settings today: {current[0]:.2f}, {current[1]:.2f})")
     print("\nleave one corpus out: the pair fitted without it, scored on it (decided right)")
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     loco = {}
     for group in dict.fromkeys(GROUPS.get(s, s) for s in sets):
         held = [s for s in sets if GROUPS.get(s, s) == group]
-        pair = best_pair(scores, [s for s in sets if s not in held])
+        pair = best_pair(scores, [s for s in sets if s not in held], current)
         for name in held:
             loco[name] = {"pair": pair, "held_out": scores[pair][name], "settings": scores[current][name]}
             print(f"{name:18s} {pair[0]:.2f} / {pair[1]:.2f}    {scores[pair][name]:15.3f} {scores[current][name]:14.3f}")

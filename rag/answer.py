@@ -39,6 +39,7 @@ class Evidence:
     similarity: float  # cosine of sentence and query embeddings
     credit: dict[str, float]  # question term stem -> how well this sentence covers it (0..1)
     names_present: bool  # the names the question mentions are in this sentence's chunk
+    names_near: bool  # ... and in this sentence or the one before it
     short_answer: str | None = None
 
     @property
@@ -92,7 +93,9 @@ class ExtractiveAnswerer:
                 sentence.hit.chunk_id, set(self.language.stem(self.language.words(sentence.hit.chunk.text)))
             )
             named = len(names & context) >= names_required(names) * len(names)
-            evidence.append(Evidence(sentence, support, 0.0, credit, named))
+            near = set(self.language.stem(self.language.words(f"{sentence.previous} {sentence.text}")))
+            evidence.append(Evidence(sentence, support, 0.0, credit, named,
+                                     len(names & near) >= names_required(names) * len(names)))
         # Compare with the question by embedding those of the two best chunks (paraphrases share no words
         # with the question) and the best of the rest by word overlap.
         best_chunks = {hit.chunk_id for hit in hits[:2]}
@@ -225,6 +228,11 @@ class ExtractiveAnswerer:
             return None
         if kind is None:
             return supporting[0]
+        # A number, date or name is read off one sentence, so that sentence (or the one before it, where
+        # "it" is named) must be about the names the question uses, not only its chunk.
+        supporting = [e for e in supporting if e.names_near]
+        if not supporting:
+            return None
         floor = max(e.support for e in supporting) - self.support_margin
         if kind == "name":  # "which ...": the best sentence answers, led by a name when it holds one
             best = supporting[0]

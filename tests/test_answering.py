@@ -10,7 +10,7 @@ from rag.ingest import ingest
 from rag.language import get_language
 from rag.question import analyse
 from rag.settings import Settings
-from tests.conftest import write_corpus
+from tests.conftest import TINY_CORPUS, write_corpus
 
 
 def test_hybrid_search_ranks_the_right_chunk_first(tiny_index: Settings, embedder) -> None:
@@ -160,3 +160,18 @@ def test_a_refusal_says_which_words_no_passage_mentions(tmp_path: Path, embedder
     answer = Assistant(settings, embedder).ask("What is the population of Avalon?")
     assert answer.refused
     assert answer.text == (f'{REFUSAL} The closest passages are listed below, but no passage mentions "population".')
+
+
+def test_a_typed_answer_comes_from_a_sentence_about_the_names_asked(tmp_path: Path, embedder) -> None:
+    """The chunk names Brightwater, but the date sentence is about another town's harbour."""
+    corpus = write_corpus(tmp_path / "corpus", {
+        **TINY_CORPUS,  # other documents: a name in every chunk would be the corpus's subject, exempt
+        "towns.txt": ("Avalon is a fishing town on the north coast. Its harbour opened in 1950 after years of work. "
+                      "Brightwater, across the bay, is known for its ferry and its summer market."),
+    })
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    assistant = Assistant(settings, embedder)
+    assert assistant.ask("When did the harbour of Avalon open?").short_answer == "1950"
+    refused = assistant.ask("When did the harbour of Brightwater open?")
+    assert refused.refused and refused.text.endswith("but none of them gives the date asked for.")
