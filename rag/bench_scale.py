@@ -166,7 +166,9 @@ def build_corpus(n: int, real: np.ndarray, texts: Sequence[tuple[str, str]]):
     answerer's near-synonym lookup then finds none, which changes what it answers, not what it costs."""
     from rag import scale_data, store
     from rag.chunking import Chunk
-    from rag.retrieval import corpus_words, split_sentences
+    from rag.language import get_language
+
+    language = get_language()
 
     dimension = real.shape[1]
     vectors = np.empty((n, dimension), dtype=np.float32)
@@ -184,7 +186,7 @@ def build_corpus(n: int, real: np.ndarray, texts: Sequence[tuple[str, str]]):
         entry = documents.setdefault(doc, store.DocumentEntry(f"synthetic-{i // CHUNKS_PER_DOCUMENT}", [], 1, now))
         entry.chunk_ids.append(i)
 
-    spans_of = [np.array(split_sentences(text), dtype=np.int32).reshape(-1, 2) for _, text in texts]
+    spans_of = [np.array(language.split_sentences(text), dtype=np.int32).reshape(-1, 2) for _, text in texts]
     counts = np.array([len(spans_of[i % len(texts)]) for i in range(n)])
     rows = int(counts.sum())
     chunk_of_row = np.repeat(np.arange(n, dtype=np.int64), counts)  # chunk ids are in stored chunk order
@@ -199,7 +201,7 @@ def build_corpus(n: int, real: np.ndarray, texts: Sequence[tuple[str, str]]):
         sentence_vectors[start : start + len(block)] = block
     sentences = store.SentenceIndex(chunk_of_row, spans, sentence_vectors)
 
-    words = sorted({w for _, text in texts for w in corpus_words(text)})
+    words = sorted({w for _, text in texts for w in language.corpus_words(text)})
     word_vectors = rng.standard_normal((len(words), dimension), dtype=np.float32)
     word_vectors /= np.linalg.norm(word_vectors, axis=1, keepdims=True)
     return documents, np.arange(n, dtype=np.int64), vectors, chunks, sentences, store.Vocabulary(words, word_vectors)

@@ -35,11 +35,11 @@ def source_texts(repo: Path = REPO) -> list[tuple[str, str]]:
 def passages(repo: Path = REPO) -> list[tuple[str, str]]:
     """(source, passage): windows of 1-3 consecutive sentences, in a fixed shuffled order (seed SEED) so that
     any prefix covers every document."""
-    from rag.retrieval import split_sentences
+    from rag.language import get_language
 
     units: list[tuple[str, str]] = []
     for source, text in source_texts(repo):
-        spans = split_sentences(text)
+        spans = get_language().split_sentences(text)
         for width in (1, 2, 3):
             for i in range(len(spans) - width + 1):
                 units.append((source, " ".join(text[a:b] for a, b in spans[i : i + width])))

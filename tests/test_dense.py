@@ -12,7 +12,7 @@ import pytest
 from rag import dense, store
 from rag.embedding import Embedder
 from rag.ingest import ingest
-from rag.retrieval import split_sentences
+from rag.language import get_language
 from rag.settings import Settings
 from tests.conftest import REPO, write_corpus
 
@@ -33,7 +33,7 @@ def sentences(embedder: Embedder) -> tuple[list[str], np.ndarray]:
     texts: list[str] = []
     for name in ARTICLES:
         text = (SQUAD / "source_files" / name).read_text(encoding="utf-8")
-        texts += [text[a:b] for a, b in split_sentences(text)[:120]]
+        texts += [text[a:b] for a, b in get_language().split_sentences(text)[:120]]
     return texts, embedder.embed(texts)
 
 
