@@ -206,6 +206,7 @@ def test_ocr_off_skips_images_with_the_setting_named(tmp_path: Path) -> None:
         load_document(corpus / "letter.png", corpus, options=LoadOptions(ocr=False))
 
 
+@pytest.mark.slow
 def test_rag_ask_answers_from_a_pdf_table_and_a_scan(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", {
         "ops.pdf": table_pdf(),

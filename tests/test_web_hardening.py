@@ -201,6 +201,7 @@ def auth_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_login_page_and_api_routes_name_nothing_before_a_login(auth_server: Server) -> None:
     status, page, _ = request(auth_server, "GET", "/")
     assert status == 200
@@ -223,6 +224,7 @@ def test_the_login_page_and_api_routes_name_nothing_before_a_login(auth_server: 
     assert status == 200 and json.loads(body)["named_endpoints"] == {}  # callable, but listed nowhere
 
 
+@pytest.mark.slow
 def test_failed_logins_lock_the_client_address_out(auth_server: Server) -> None:
     """RAG_LOGIN_MAX_FAILURES=3, RAG_LOGIN_LOCKOUT_S=4; the attacker is 127.0.0.2, the user 127.0.0.1."""
     for _ in range(3):
@@ -240,6 +242,7 @@ def test_failed_logins_lock_the_client_address_out(auth_server: Server) -> None:
     assert time.monotonic() - locked_at >= 3  # the lock-out lasted (4 s from the third failure)
 
 
+@pytest.mark.slow
 def test_an_upload_over_the_limit_is_refused_before_it_is_kept(auth_server: Server) -> None:
     """RAG_MAX_UPLOAD_MB=1: 2 MB is refused by Gradio while it streams, and nothing stays in its temp folder."""
     body, headers = multipart("big.txt", b"ferry " * (2 * 1024 * 1024 // 6))
