@@ -153,20 +153,23 @@ def test_kill_9_leaves_the_old_version_serving_and_the_next_ingest_recovers(
 
 
 def test_a_waiting_writer_goes_once_the_lock_is_free(tiny_index: Settings, embedder: Embedder) -> None:
-    held = threading.Event()
+    held, release = threading.Event(), threading.Event()
 
-    def hold_for_a_second() -> None:
+    def hold_until_released() -> None:
         with writer_lock(tiny_index.index_dir):
             held.set()
-            time.sleep(1.0)
+            release.wait(30)
 
-    thread = threading.Thread(target=hold_for_a_second)
+    thread = threading.Thread(target=hold_until_released)
     thread.start()
     held.wait(10)
     with pytest.raises(LockBusy, match=rf"another ingest \(pid {os.getpid()}\) is writing"):
         ingest(tiny_index, embedder=embedder)
+    # The lock is released 0.5 s after the waiting ingest starts, however long the refused one above took.
     started = time.monotonic()
+    threading.Timer(0.5, release.set).start()
     report = ingest(tiny_index, embedder=embedder, wait=30)
+    thread.join()
     assert time.monotonic() - started >= 0.5 and report.unchanged == ["cats.html", "conference.txt", "weather.md"]
     thread.join()
 
