@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.language import Candidate, English, get_language
+from rag.language import Candidate, English, fold, get_language
 from rag.question import QuestionAnalysis
 from rag.retrieval import Hit, Retriever, Sentence
 from rag.schema import Answer, Citation
@@ -85,15 +85,14 @@ class ExtractiveAnswerer:
         terms += [Term(t.word, t.stem, t.weight * self.inherited_weight)
                   for t in self.question_terms(query) if t.stem not in own]
         names = {n for n in self.language.stem(list(query.names)) if not self.retriever.is_common(n)}
+        initialisms = frozenset(query.initialisms)
         chunk_stems: dict[int, set[str]] = {}
         evidence = []
         for sentence in sentences:
-            support, credit = self._support(terms, sentence.text, synonyms=False)
-            context = chunk_stems.setdefault(
-                sentence.hit.chunk_id, set(self.language.stem(self.language.words(sentence.hit.chunk.text)))
-            )
+            support, credit = self._support(terms, sentence.text, initialisms, synonyms=False)
+            context = chunk_stems.setdefault(sentence.hit.chunk_id, self._stems(sentence.hit.chunk.text, initialisms))
             named = len(names & context) >= names_required(names) * len(names)
-            near = set(self.language.stem(self.language.words(f"{sentence.previous} {sentence.text}")))
+            near = self._stems(f"{sentence.previous} {sentence.text}", initialisms)
             evidence.append(Evidence(sentence, support, 0.0, credit, named,
                                      len(names & near) >= names_required(names) * len(names)))
         # Compare with the question by embedding those of the two best chunks (paraphrases share no words
@@ -108,18 +107,19 @@ class ExtractiveAnswerer:
         # Synonyms are looked for only in the likeliest sentences.
         evidence.sort(key=lambda e: -e.score)
         for item in evidence[: self.synonym_sentences]:
-            item.support, item.credit = self._support(terms, item.sentence.text, synonyms=True)
+            item.support, item.credit = self._support(terms, item.sentence.text, initialisms, synonyms=True)
         evidence.sort(key=lambda e: -e.score)
         return evidence
 
-    def _support(self, terms: list[Term], text: str, synonyms: bool) -> tuple[float, dict[str, float]]:
+    def _support(self, terms: list[Term], text: str, initialisms: frozenset[str],
+                 synonyms: bool) -> tuple[float, dict[str, float]]:
         """IDF-weighted share of question terms found in `text`, literally or as a near synonym, and
         each term's credit."""
         total = sum(t.weight for t in terms)
         if not total:
             return 0.0, {}
         words = list(dict.fromkeys(self.language.content_words(text)))
-        stems = set(self.language.stem(words))
+        stems = set(self.language.stem(words)) | self._spelled_out(text, initialisms)
         credit = {t.stem: 1.0 for t in terms if t.stem in stems}
         # Numbers match only literally: "8,102" is no synonym of "population".
         missing = [t for t in terms if t.stem not in stems and t.word.isalpha()]
@@ -131,6 +131,16 @@ class ExtractiveAnswerer:
             for term, sim in zip(missing, best):
                 credit[term.stem] = float(np.clip((sim - self.synonym_floor) / span, 0.0, 1.0))
         return sum(t.weight * credit.get(t.stem, 0.0) for t in terms) / total, credit
+
+    def _stems(self, text: str, initialisms: frozenset[str]) -> set[str]:
+        """The stems of the words of `text`, and of the question's initialisms that `text` spells out."""
+        return set(self.language.stem(self.language.words(text))) | self._spelled_out(text, initialisms)
+
+    def _spelled_out(self, text: str, initialisms: frozenset[str]) -> set[str]:
+        """Stems of the question's initialisms ("NYC") whose words `text` has ("New York City")."""
+        if not initialisms:
+            return set()
+        return set(self.language.stem(sorted(initialisms & self.language.initials_spelled(text))))
 
     def supports(self, evidence: Evidence) -> bool:
         return (
@@ -306,7 +316,7 @@ def nearest_to_question(language: English, found: list[Candidate], sentence: str
     if not found:
         return None
     q_stems = set(asked.stems)
-    positions = [m.start() for m in language.word.finditer(sentence) if language.stem([m.group().lower()])[0] in q_stems]
+    positions = [m.start() for m in language.word.finditer(sentence) if language.stem([fold(m.group())])[0] in q_stems]
 
     def distance(candidate: Candidate) -> float:
         start, end, _ = candidate

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Callable
 
 import Stemmer
@@ -59,6 +60,16 @@ def _punkt() -> Callable[[str], list[str]]:
     from rag.nlp_data import sentence_splitter  # llama-index's punkt data, without importing llama-index
 
     return sentence_splitter()
+
+
+def fold(text: str) -> str:
+    """Lower case without accents or compatibility forms ("Beyoncé" -> "beyonce", "ﬁnal" -> "final"): the form
+    in which words are compared, indexed for BM25 and looked up, never what is shown. People type names
+    without their accents, and a PDF's text may carry ligatures the question does not."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 class English:
@@ -160,7 +171,7 @@ class English:
     leading_filler = re.compile(
         r"^(?:The|A|An|This|That|These|Those|Its|Their|His|Her|In|On|At|By|For|With|From|Since|Similarly|Moreover|"
         r"Meanwhile|However|Also|And|But|Now|Today|Thanks|After|Before|During|When|While|If|As|Although|Though|"
-        r"Because|Under|Over|According|Despite|Following|Unlike|Like)\s+")
+        r"Because|Under|Over|According|Despite|Following|Unlike|Like)(?:,?\s+|,?$)")
 
     def __init__(self) -> None:
         from bm25s.stopwords import STOPWORDS_EN
@@ -173,8 +184,8 @@ class English:
 
     # --- words ---------------------------------------------------------------------------------------
     def words(self, text: str) -> list[str]:
-        """Lower-cased words of two letters or more."""
-        return self.word.findall(text.lower())
+        """Words of two letters or more, folded (see `fold`)."""
+        return self.word.findall(fold(text))
 
     def content_words(self, text: str) -> list[str]:
         """Lower-cased words that carry meaning (not stopwords or question words)."""
@@ -272,12 +283,43 @@ class English:
         in "Kong-invested" only the capitalised part is a name."""
         words: list[str] = []
         for sentence in re.split(r"(?<=[.?!])\s+", re.sub(r"\([^)]*\)", " ", question)):
-            for token in re.findall(r"[A-Za-z][\w'’-]*", sentence)[1:]:
+            for token in re.findall(r"[^\W\d_][\w'’-]*", sentence)[1:]:
                 token = re.sub(r"['’]s$", "", token)
                 for part in token.split("-"):
                     if part[:1].isupper() and part.lower() not in self.stopwords:
                         words += [w for w in self.words(part) if w not in self.stopwords]
         return list(dict.fromkeys(words))
+
+    initialism = re.compile(r"\b[A-Z]{2,6}s?\b")  # "NYC", "UN", "CPUs"
+    name_joiners = frozenset({"of", "for", "de", "du", "la", "von", "van"})
+
+    def initialisms(self, question: str) -> list[str]:
+        """Words written in capitals ("NYC", "UN"), folded: a passage may spell them out ("New York City").
+        One the question spells out itself ("DAG (Directed Acyclic Graph)") is left out: its words are asked."""
+        found = (fold(m.group().removesuffix("s") if m.group()[:-1].isupper() else m.group())
+                 for m in self.initialism.finditer(question))
+        spelled = self.initials_spelled(question)
+        return list(dict.fromkeys(word for word in found if word not in self.stopwords and word not in spelled))
+
+    def initials_spelled(self, text: str) -> set[str]:
+        """The initials of every run of two or more capitalised words in `text`, and of each part of such a run
+        ("New York City" -> nyc, ny, yc; "United States of America" -> usa, us, sa): what an initialism in a
+        question may stand for here. A lower-case joiner between two capitalised words ("of") does not end a
+        run; punctuation, other words and capitalised stopwords ("The") do."""
+        spelled: set[str] = set()
+        run: list[str] = []
+        tokens = re.findall(r"[^\W\d_][\w'’-]*|[^\w\s]", text) + [""]
+        for index, token in enumerate(tokens):
+            if token[:1].isupper() and fold(token) not in self.stopwords:
+                run.append(fold(token[0]))
+                continue
+            if run and token in self.name_joiners and tokens[index + 1][:1].isupper():
+                continue
+            for start in range(len(run)):
+                for end in range(start + 2, min(len(run), start + 6) + 1):
+                    spelled.add("".join(run[start:end]))
+            run = []
+        return spelled
 
     def period_asked(self, question: str) -> str | None:
         """The year a question is limited to ("2019"), "year" for a relative one ("last year"), or None."""
@@ -308,15 +350,15 @@ class English:
     def candidates(self, kind: str, sentence: str, known: str) -> list[Candidate]:
         """Every span of one candidate kind (see `candidate_passes`) in the sentence that `known` (the question,
         or it and its query) does not already contain."""
-        known_lower = known.lower()
+        known_folded = fold(known)
         found: list[Candidate] = []
         for start, end in self.spans(kind, sentence):
             text = sentence[start:end].strip()
             if kind == "name":
-                text = self.clean_name(text)
+                text = self.clean_name(text, opens_sentence=not sentence[:start].strip(" \t\n\"'“‘("))
                 if text is None:
                     continue
-            if text.lower() in known_lower:
+            if fold(text) in known_folded:
                 continue
             found.append((start, end, text))
         return found
@@ -345,11 +387,15 @@ class English:
             words.append(before[-1])
         return words
 
-    def clean_name(self, text: str) -> str | None:
+    def clean_name(self, text: str, opens_sentence: bool = False) -> str | None:
         """A name candidate without a leading article or connective, a possessive or a final full stop; None
-        when nothing name-like is left."""
+        when nothing name-like is left. A sentence's first word is capitalised whatever it is, so there
+        leading stopwords go too ("Some of Chopin's pieces" names Chopin)."""
         text = self.leading_filler.sub("", text.strip())
-        text = re.sub(r"['’]s$", "", text).rstrip(".")
+        words = text.split()
+        while opens_sentence and len(words) > 1 and fold(words[0]) in self.stopwords | self.name_joiners:
+            words = words[1:]
+        text = re.sub(r"['’]s$", "", " ".join(words)).rstrip(".")
         if len(text) < 2 or text.lower() in self.stopwords or self.not_names.match(text):
             return None
         return text

@@ -20,6 +20,7 @@ class QuestionAnalysis:
     focus: tuple[str, ...]  # the word naming what a typed question asks about ("population"), if the wording shows it
     counted: tuple[str, ...]  # the words after "how many"
     names: tuple[str, ...]  # capitalised words (lower-cased) a passage should mention
+    initialisms: tuple[str, ...]  # words in capitals ("nyc"), which a passage may spell out ("New York City")
     period: str | None  # a year the question is limited to, "year" for a relative one, or None
     follows_up: bool  # leans on the previous turn (pronoun, "and ...", no subject of its own)
 
@@ -37,6 +38,7 @@ def analyse(text: str, language: English) -> QuestionAnalysis:
         focus=tuple(language.focus_words(text)),
         counted=tuple(language.counted_words(text)),
         names=tuple(language.names_in(text)),
+        initialisms=tuple(language.initialisms(text)),
         period=language.period_asked(text),
         follows_up=language.leans_on_conversation(text),
     )

@@ -33,8 +33,10 @@ import Stemmer
 
 from rag import dense
 from rag.chunking import Chunk
+from rag.language import fold
 
-FORMAT_VERSION = 3  # 2: the sentence index (sentences.npz); 3: the corpus's word vectors (words.npz)
+FORMAT_VERSION = 4  # 2: the sentence index (sentences.npz); 3: the corpus's word vectors (words.npz); 4: folded words
+# in BM25 and the vocabulary (rag.language.fold)
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 CHUNKS = "chunks.jsonl"
@@ -88,8 +90,9 @@ def pause_point(stage: str) -> None:
 
 
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
-    """The one tokenizer for BM25, used for chunks at build time and for queries."""
-    return bm25s.tokenize(texts, stopwords="en", stemmer=STEMMER, return_ids=False, show_progress=False)
+    """The one tokenizer for BM25, used for chunks at build time and for queries; words are folded
+    (rag.language.fold), so "Beyonce" finds "Beyoncé"."""
+    return bm25s.tokenize([fold(text) for text in texts], stopwords="en", stemmer=STEMMER, return_ids=False, show_progress=False)
 
 
 @dataclass

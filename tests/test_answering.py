@@ -162,16 +162,36 @@ def test_a_refusal_says_which_words_no_passage_mentions(tmp_path: Path, embedder
     assert answer.text == (f'{REFUSAL} The closest passages are listed below, but no passage mentions "population".')
 
 
+def assistant_beside_tiny_corpus(tmp_path: Path, embedder, name: str, text: str) -> Assistant:
+    """An assistant on one document beside the tiny corpus's (a name in every chunk would be the corpus's
+    subject, exempt from the names a passage must mention)."""
+    settings = Settings(corpus_dir=write_corpus(tmp_path / "corpus", {**TINY_CORPUS, name: text}),
+                        index_dir=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    return Assistant(settings, embedder)
+
+
 def test_a_typed_answer_comes_from_a_sentence_about_the_names_asked(tmp_path: Path, embedder) -> None:
     """The chunk names Brightwater, but the date sentence is about another town's harbour."""
-    corpus = write_corpus(tmp_path / "corpus", {
-        **TINY_CORPUS,  # other documents: a name in every chunk would be the corpus's subject, exempt
-        "towns.txt": ("Avalon is a fishing town on the north coast. Its harbour opened in 1950 after years of work. "
-                      "Brightwater, across the bay, is known for its ferry and its summer market."),
-    })
-    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
-    ingest(settings, embedder=embedder)
-    assistant = Assistant(settings, embedder)
+    assistant = assistant_beside_tiny_corpus(tmp_path, embedder, "towns.txt", (
+        "Avalon is a fishing town on the north coast. Its harbour opened in 1950 after years of work. "
+        "Brightwater, across the bay, is known for its ferry and its summer market."))
     assert assistant.ask("When did the harbour of Avalon open?").short_answer == "1950"
     refused = assistant.ask("When did the harbour of Brightwater open?")
     assert refused.refused and refused.text.endswith("but none of them gives the date asked for.")
+
+
+def test_names_match_without_accents_and_initialisms_match_the_words_they_stand_for(tmp_path: Path, embedder) -> None:
+    """People type "Zoe" for "Zoë" and "IMF" for "International Monetary Fund": both are the names the
+    passage uses, so the question is answered, from the right sentence, and not refused as being about
+    something no passage mentions."""
+    assistant = assistant_beside_tiny_corpus(tmp_path, embedder, "people.txt", (
+        "Zoë Marchetti founded the Lakeside Choir in 1987. She still conducts it every Sunday. "
+        "The International Monetary Fund opened its first regional office in 1947, in Paris."))
+    choir = assistant.ask("When did Zoe Marchetti found the Lakeside Choir?")
+    assert (choir.short_answer, choir.citations[0].text) == (
+        "1987", "Zoë Marchetti founded the Lakeside Choir in 1987.")
+    office = assistant.ask("When did the IMF open its first regional office?")
+    assert (office.short_answer, office.citations[0].text) == (
+        "1947", "The International Monetary Fund opened its first regional office in 1947, in Paris.")
+    assert assistant.ask("When did the WTO open its first regional office?").refused  # no passage spells out WTO

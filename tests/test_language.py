@@ -84,3 +84,15 @@ def test_names_lose_articles_possessives_and_final_full_stops() -> None:
     assert EN.clean_name("The Avalon Harbour Authority's") == "Avalon Harbour Authority"
     assert EN.clean_name("Li.") == "Li"
     assert EN.clean_name("March") is None
+
+
+def test_words_are_compared_folded_and_initialisms_found_with_what_they_spell() -> None:
+    from rag.language import fold
+
+    assert fold("Zoë Müller’s ﬁnal CAFÉ") == "zoe muller’s final cafe"
+    assert EN.words("Zoë and Frédéric") == ["zoe", "and", "frederic"]
+    assert EN.names_in("Where did Émile meet Zoë?") == ["emile", "zoe"]
+    assert EN.initialisms("How many CPUs did the UN and NYC buy, and who paid?") == ["cpu", "un", "nyc"]
+    assert EN.initialisms("Why is a DAG (Directed Acyclic Graph) used by the UN?") == ["un"]
+    assert EN.initials_spelled("The United States of America signed. New York City Hall opened.") == {
+        "us", "usa", "sa", "ny", "nyc", "nych", "yc", "ych", "ch"}
