@@ -41,10 +41,11 @@ class Evidence:
     names_present: bool  # the names the question mentions are in this sentence's chunk
     names_near: bool  # ... and in this sentence or the one before it
     short_answer: str | None = None
+    similarity_weight: float = 0.5  # Settings.similarity_weight
 
     @property
     def score(self) -> float:
-        return self.support + 0.5 * self.similarity
+        return self.support + self.similarity_weight * self.similarity
 
 
 class ExtractiveAnswerer:
@@ -94,7 +95,8 @@ class ExtractiveAnswerer:
             named = len(names & context) >= names_required(names) * len(names)
             near = self._stems(f"{sentence.previous} {sentence.text}", initialisms)
             evidence.append(Evidence(sentence, support, 0.0, credit, named,
-                                     len(names & near) >= names_required(names) * len(names)))
+                                     len(names & near) >= names_required(names) * len(names),
+                                     similarity_weight=self.settings.similarity_weight))
         # Compare with the question by embedding those of the two best chunks (paraphrases share no words
         # with the question) and the best of the rest by word overlap.
         best_chunks = {hit.chunk_id for hit in hits[:2]}

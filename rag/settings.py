@@ -129,6 +129,13 @@ class Settings(BaseSettings):
         le=1,
         description="Refusal threshold: least cosine similarity between the question and an evidence sentence.",
     )
+    similarity_weight: float = Field(
+        0.5,
+        ge=0,
+        le=4,
+        description="How an evidence sentence is ranked: its support (share of the question's words it covers) plus "
+        "this weight times its cosine similarity to the question. Fitted by eval/fit_thresholds.py.",
+    )
     open_answer_sentences: int = Field(
         3, ge=1, le=10, description="Most sentences quoted for an open question (why, how, describe ...).")
     open_answer_ratio: float = Field(
