@@ -210,7 +210,7 @@ def run_bench(corpus: Path, questions: Sequence[str], requests: int = 200, clien
             base_ingest = time.perf_counter() - started
         if "ingest" in parts:
             snapshot = load(settings.index_dir, settings.index_signature())
-            chunks = len(snapshot.chunks)
+            chunks = snapshot.chunk_count()
             pages = sum(entry.pages for entry in snapshot.manifest.documents.values())
             figures += [
                 Figure(f"ingest: chunks/s ({chunks} ours, {len(baseline.texts)} baseline)",

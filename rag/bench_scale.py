@@ -103,9 +103,9 @@ def measure_loaded(index_dir: Path, queries_file: Path, settings: Settings) -> d
     found, ms = [], []
     for query in vectors:
         started = time.perf_counter()
-        _, ids = dense.search(snapshot.faiss_index, query, 10, settings.ivf_nprobe)
+        hits = snapshot.dense_search(query, 10, settings.ivf_nprobe)
         ms.append((time.perf_counter() - started) * 1000)
-        found.append(ids[0].tolist())
+        found.append([chunk_id for chunk_id, _ in hits])
     out["found"] = found
     out["dense_p50_ms"], out["dense_p95_ms"] = percentile(ms, 50), percentile(ms, 95)
 

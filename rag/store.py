@@ -22,6 +22,8 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -230,6 +232,43 @@ class IndexSnapshot:
     def sentence_text(self, row: int) -> str:
         start, end = self.sentences.spans[row]
         return self.chunks[int(self.sentences.chunk_ids[row])].text[start:end]
+
+    # --- the reader interface (rag/index_reader.py) ---------------------------------------------------
+    def chunk_count(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, chunk_id: int) -> Chunk:
+        return self.chunks[chunk_id]
+
+    def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
+        return iter(sorted(self.chunks.items(), key=lambda item: chunk_order(item[1])))
+
+    def dense_search(self, vector: np.ndarray, k: int, nprobe: int | None) -> list[tuple[int, float]]:
+        scores, ids = dense.search(self.faiss_index, vector, k, nprobe)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def keyword_search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        if not tokens or not self.chunks:
+            return []
+        rows, scores = self.bm25.retrieve([tokens], k=min(k, len(self.bm25_ids)), show_progress=False, n_threads=1)
+        return [(self.bm25_ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+
+    @cached_property
+    def _term_stats(self) -> tuple[Counter, int]:
+        tokens = bm25_tokens([self.chunks[i].text for i in self.bm25_ids])
+        return Counter(t for doc in tokens for t in set(doc)), max(len(tokens), 1)
+
+    def term_stats(self) -> tuple[Mapping[str, int], int]:
+        return self._term_stats
+
+    def sentence_rows(self, chunk_id: int) -> list[tuple[int, int, np.ndarray]]:
+        rows = self.sentences.rows_by_chunk.get(chunk_id, ())
+        return [(int(self.sentences.spans[r][0]), int(self.sentences.spans[r][1]), self.sentences.vectors[r])
+                for r in rows]
+
+    def word_vector(self, word: str) -> np.ndarray | None:
+        row = self.vocabulary.row_of.get(word)
+        return None if row is None else self.vocabulary.vectors[row]
 
     def vector(self, faiss_id: int) -> np.ndarray:
         return self.faiss_index.reconstruct(int(faiss_id))

@@ -40,7 +40,7 @@ class Ours:
 
         self.assistant = Assistant(settings, embedder=embedder)
         self.retriever = Retriever(self.assistant.snapshot, embedder, settings)
-        self._chunks = {c.chunk_id: c for c in self.assistant.snapshot.chunks.values()}
+        self._chunks = {c.chunk_id: c for _, c in self.assistant.snapshot.iter_chunks()}
         self._pages: dict[tuple[str, int | None], str] = {}
 
     def chunk_texts(self) -> list[str]:
