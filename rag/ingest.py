@@ -71,6 +71,7 @@ class IngestReport:
     published: bool = False  # a new version was written and made live
     rebuilt: str | None = None  # why everything was re-embedded, if it was
     cleaned: list[str] = field(default_factory=list)  # leftovers of crashed writers that were deleted
+    merged: list[list[str]] = field(default_factory=list)  # segments merged after publishing, one list a merge
 
     @property
     def changed(self) -> bool:
@@ -287,32 +288,29 @@ def _ingest_locked(
     now = time.time()
 
     kept: dict[str, store.DocumentEntry] = {}
-    chunks: dict[int, Chunk] = {}
+    chunks: dict[int, Chunk] = {}  # the chunks of the new segment
     vectors: dict[int, np.ndarray] = {}
 
-    def place(doc_id: str, digest: str, pages: int, indexed_at: float, parts: list[tuple[Chunk, np.ndarray]],
-              ids: list[int] | None = None) -> None:
-        """Put one document's chunks (renamed to `doc_id`) and vectors into the new version."""
+    def place(doc_id: str, digest: str, pages: int, indexed_at: float, parts: list[tuple[Chunk, np.ndarray]]) -> None:
+        """Put one document's chunks (renamed to `doc_id`) and vectors into the new segment, under new ids."""
         nonlocal next_id
-        if ids is None:
-            ids = list(range(next_id, next_id + len(parts)))
-            next_id += len(parts)
+        ids = list(range(next_id, next_id + len(parts)))
+        next_id += len(parts)
         for position, (faiss_id, (chunk, vector)) in enumerate(zip(ids, parts)):
             chunks[faiss_id] = dataclasses.replace(chunk, chunk_id=f"{doc_id}#{position}", source=doc_id)
             vectors[faiss_id] = vector
-        kept[doc_id] = store.DocumentEntry(digest, list(ids), pages, indexed_at)
+        kept[doc_id] = store.DocumentEntry(digest, ids, pages, indexed_at)
 
     def indexed_parts(source: str) -> list[tuple[Chunk, np.ndarray]]:
         assert previous is not None
-        return [(previous.chunks[i], previous.vector(i)) for i in previous.manifest.documents[source].chunk_ids]
+        return [(previous.chunk(i), previous.vector(i)) for i in previous.manifest.documents[source].chunk_ids]
 
     if previous is not None:
-        for doc_id in diff.unchanged:
-            entry = documents[doc_id]
-            place(doc_id, entry.content_hash, entry.pages, entry.indexed_at, indexed_parts(doc_id), entry.chunk_ids)
-        for doc_id, source in diff.renamed.items():
+        for doc_id in diff.unchanged:  # stays in its segment, under its ids
+            kept[doc_id] = documents[doc_id]
+        for doc_id, source in diff.renamed.items():  # same vectors, new chunk records (their source changed)
             entry = documents[source]
-            place(doc_id, entry.content_hash, entry.pages, entry.indexed_at, indexed_parts(source), entry.chunk_ids)
+            place(doc_id, entry.content_hash, entry.pages, entry.indexed_at, indexed_parts(source))
             report.renamed.append((source, doc_id))
         for doc_id, source in diff.reuse.items():
             place(doc_id, documents[source].content_hash, documents[source].pages, now, indexed_parts(source))
@@ -371,18 +369,44 @@ def _ingest_locked(
         next_id=next_id,
         skipped_hashes=skipped_hashes,
     )
-    ids = np.array(sorted(chunks), dtype=np.int64)
-    matrix = np.stack([vectors[i] for i in ids]) if len(ids) else np.zeros((0, dimension), np.float32)
-    sentences = _sentence_index(settings, chunks, previous, embedder, dimension, report, tell)
-    vocabulary = _vocabulary(settings, chunks, previous, embedder, dimension)
-    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks, sentences, vocabulary,
-                                         dense_params=DenseParams.from_settings(settings))
+    segment = None
+    if chunks:
+        order = sorted(chunks, key=lambda i: store.chunk_order(chunks[i]))
+        rows = [chunks[i] for i in order]
+        spans, sentence_vectors = _sentence_index(settings, rows, previous, embedder, dimension, report, tell)
+        words, word_vectors = _vocabulary(settings, rows, previous, embedder, dimension)
+        segment = store.SegmentData(np.array(order, dtype=np.int64), rows, np.stack([vectors[i] for i in order]),
+                                    spans, sentence_vectors, words, word_vectors)
+    dense_params = DenseParams.from_settings(settings)
+    report.version = store.write_change(settings.index_dir, previous, manifest, segment, dense_params)
     store.pause_point("written")
     tell(0.95, "publishing")
     store.publish(settings.index_dir, report.version)
     report.published = True
+    report.merged = _merge(settings, dense_params)
+    if report.merged:
+        report.version = store.current_version(settings.index_dir)
     tell(1.0, "done")
     return report
+
+
+def _merge(settings: Settings, dense_params: DenseParams) -> list[list[str]]:
+    """Merge segments as the tiered policy says (see Settings.segment_merge_*), each merge published as its own
+    version; the live chunks do not change, only how many segments hold them. Returns the merged groups."""
+    policy = store.MergePolicy(settings.segment_merge_factor, settings.segment_merge_floor,
+                               settings.segment_max_deleted)
+    language = get_language(settings.language)
+    merged: list[list[str]] = []
+    for _ in range(16):  # each merge leaves fewer segments or fewer deleted rows; a bound all the same
+        snapshot = store.load(settings.index_dir, settings.index_signature(), verify_checksums=False)
+        names = policy.plan(snapshot.manifest.segments)
+        if not names:
+            break
+        version = store.merge(settings.index_dir, snapshot, names, language.corpus_words, dense_params)
+        store.publish(settings.index_dir, version)
+        merged.append(names)
+        del snapshot
+    return merged
 
 
 def _load_and_embed(
@@ -433,9 +457,13 @@ def _load_and_embed(
     chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens,
                       max_document_chars=settings.max_document_chars)
 
-    indexed: dict[str, int] = {}  # chunk text -> a FAISS id holding its vector in `previous`
-    for faiss_id, chunk in (previous.chunks.items() if previous else ()):
-        indexed.setdefault(chunk.text, faiss_id)
+    indexed: dict[str, np.ndarray | None] = {}  # chunk text -> its vector in `previous`, if it has one
+
+    def known(text: str) -> bool:
+        if text not in indexed:
+            indexed[text] = previous.indexed_vector(text) if previous is not None else None
+        return indexed[text] is not None
+
     by_digest: dict[str, tuple[int, list[Chunk]]] = {}
     texts: list[str] = []  # new chunk texts in first-seen order, embedded in batches as parsing goes on
     queued_texts: set[str] = set()
@@ -466,7 +494,7 @@ def _load_and_embed(
         pages += len(outcome.pages)
         by_digest[outcome.content_hash] = (len(outcome.pages), doc_chunks)
         for chunk in doc_chunks:
-            if chunk.text not in indexed and chunk.text not in queued_texts:
+            if chunk.text not in queued_texts and not known(chunk.text):
                 queued_texts.add(chunk.text)
                 texts.append(chunk.text)
         embed(final=False)
@@ -479,7 +507,7 @@ def _load_and_embed(
     vector_of = dict(zip(texts, matrix))
 
     def vector(text: str) -> np.ndarray:
-        return vector_of[text] if text in vector_of else previous.vector(indexed[text])
+        return vector_of[text] if text in vector_of else indexed[text]
 
     parts_of = {digest: [(c, vector(c.text)) for c in doc_chunks] for digest, (_, doc_chunks) in by_digest.items()}
     return {d: (h, by_digest[h][0], parts_of[h]) for d, h in doc_digest.items() if h in by_digest}
@@ -487,51 +515,36 @@ def _load_and_embed(
 
 def _sentence_index(
     settings: Settings,
-    chunks: dict[int, Chunk],
+    chunks: list[Chunk],
     previous: store.IndexSnapshot | None,
     embedder: Embedder | None,
     dimension: int,
     report: IngestReport,
     tell: Progress,
-) -> store.SentenceIndex:
-    """Split every chunk into sentences and embed each sentence once, for the answerer.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the new segment's chunks (in row order) into sentences and embed each sentence once, for the
+    answerer: returns (spans: row, start, end; vectors).
 
-    A chunk whose exact text was in the previous version keeps its sentences and their vectors; a
+    A chunk whose exact text is in the previous version keeps its sentences and their vectors; a
     sentence whose exact text was indexed before keeps its vector; only new sentences are embedded.
     """
     language = get_language(settings.language)
-    known_chunks: dict[str, list[int]] = {}  # chunk text -> its sentence rows in `previous`
-    known_sentences: dict[str, int] = {}  # sentence text -> a row in `previous`
-    if previous is not None:
-        old = previous.sentences
-        for chunk_id, rows in old.rows_by_chunk.items():
-            text = previous.chunks[chunk_id].text
-            known_chunks.setdefault(text, list(rows))
-            for row in rows:
-                start, end = old.spans[row]
-                known_sentences.setdefault(text[start:end], row)
-    order = sorted(chunks, key=lambda i: store.chunk_order(chunks[i]))
-    chunk_ids: list[int] = []
-    spans: list[tuple[int, int]] = []
-    sources: list[tuple[str, int]] = []  # ("old", row) or ("new", position in `texts`)
+    spans: list[tuple[int, int, int]] = []
+    sources: list[np.ndarray | int] = []  # a vector from `previous`, or a position in `texts`
     texts: dict[str, int] = {}
-    for faiss_id in order:
-        text = chunks[faiss_id].text
-        if text in known_chunks:
-            rows = known_chunks[text]
-            pieces = [(int(previous.sentences.spans[r][0]), int(previous.sentences.spans[r][1]), ("old", r))
-                      for r in rows]
+    for row, chunk in enumerate(chunks):
+        text = chunk.text
+        reused = previous.indexed_sentences(text) if previous is not None else None
+        if reused:
+            pieces = [(start, end, vector) for start, end, vector in reused]
         else:
             pieces = []
             for start, end in language.split_sentences(text):
                 sentence = text[start:end]
-                if sentence in known_sentences:
-                    pieces.append((start, end, ("old", known_sentences[sentence])))
-                else:
-                    pieces.append((start, end, ("new", texts.setdefault(sentence, len(texts)))))
+                vector = previous.sentence_vector(sentence) if previous is not None and sentence not in texts else None
+                pieces.append((start, end, vector if vector is not None else texts.setdefault(sentence, len(texts))))
         for start, end, source in pieces:
-            chunk_ids.append(faiss_id)
-            spans.append((start, end))
+            spans.append((row, start, end))
             sources.append(source)
     new_vectors = np.zeros((0, dimension), np.float32)
     if texts:
@@ -540,34 +553,32 @@ def _sentence_index(
         new_vectors = embedder.embed(list(texts), batch_size=settings.embed_batch_size)
     report.embedded_sentences = len(texts)
     matrix = np.zeros((len(sources), dimension), np.float32)
-    for row, (kind, index) in enumerate(sources):
-        matrix[row] = previous.sentences.vectors[index] if kind == "old" else new_vectors[index]
-    if not sources:
-        return store.SentenceIndex.empty(dimension)
-    return store.SentenceIndex(np.array(chunk_ids, np.int64), np.array(spans, np.int32), matrix)
+    for row, source in enumerate(sources):
+        matrix[row] = new_vectors[source] if isinstance(source, int) else source
+    return np.array(spans, np.int32).reshape(-1, 3), matrix
 
 
 def _vocabulary(
     settings: Settings,
-    chunks: dict[int, Chunk],
+    chunks: list[Chunk],
     previous: store.IndexSnapshot | None,
     embedder: Embedder | None,
     dimension: int,
-) -> store.Vocabulary:
-    """The corpus's words (see `English.corpus_words`) with their vectors, so the answerer compares a
-    question word with a sentence's words without a model call; words the previous version had keep their
-    vectors, only new words are embedded."""
+) -> tuple[list[str], np.ndarray]:
+    """The words of the new segment's chunks (see `English.corpus_words`) with their vectors, so the answerer
+    compares a question word with a sentence's words without a model call; words the previous version had
+    keep their vectors, only new words are embedded."""
     language = get_language(settings.language)
-    words = sorted({w for chunk in chunks.values() for w in language.corpus_words(chunk.text)})
-    known = previous.vocabulary.row_of if previous is not None else {}
+    words = sorted({w for chunk in chunks for w in language.corpus_words(chunk.text)})
+    known = {w: v for w in words if previous is not None and (v := previous.word_vector(w)) is not None}
     new = [w for w in words if w not in known]
     vectors = np.zeros((len(words), dimension), np.float32)
     if new:
         embedder = embedder or load_embedder(settings.embed_model)
         fresh = dict(zip(new, embedder.embed(new, batch_size=max(settings.embed_batch_size, 256))))
     for row, word in enumerate(words):
-        vectors[row] = previous.vocabulary.vectors[known[word]] if word in known else fresh[word]
-    return store.Vocabulary(words, vectors)
+        vectors[row] = known[word] if word in known else fresh[word]
+    return words, vectors
 
 
 def check(settings: Settings) -> list[str]:
@@ -580,7 +591,7 @@ def check(settings: Settings) -> list[str]:
         if manifest is None:
             return [f"no index in {settings.index_dir}: run `rag ingest`"]
         store.check_signature(manifest, settings.index_signature())
-        store.verify_files(settings.index_dir / store.VERSIONS / store.current_version(settings.index_dir), manifest)
+        store.verify_files(settings.index_dir, store.current_version(settings.index_dir), manifest)
     except store.IndexProblem as err:
         return [str(err)]
     try:

@@ -112,6 +112,19 @@ class Settings(BaseSettings):
         64, ge=1, le=256, description="IVF: vectors per cluster in the k-means training sample (a seeded sample "
         "of the index's own vectors); more is slower to build and clusters slightly better.",
     )
+    segment_merge_factor: int = Field(
+        8, ge=2, le=1000, description="Segment store (rag/store.py): when this many segments fall in one size tier "
+        "(tiers grow by this factor from `segment_merge_floor` chunks), the writer merges them into one after "
+        "publishing, under its lock; readers keep answering meanwhile. Smaller merges more often (fewer segments "
+        "to search, more bytes rewritten per ingest); larger the other way.",
+    )
+    segment_merge_floor: int = Field(
+        1000, ge=1, description="Live chunks below which every segment is in the smallest merge tier.",
+    )
+    segment_max_deleted: float = Field(
+        0.5, gt=0, le=1, description="A segment with more than this share of its chunks deleted is rewritten "
+        "without them (at the next ingest that publishes), so deleted chunks stop costing search time and disk.",
+    )
     evidence_chunks: int = Field(6, ge=1, le=50, description="Top fused chunks searched for evidence sentences.")
     max_citations: int = Field(3, ge=1, le=20, description="Most passages cited in one answer.")
 

@@ -55,6 +55,17 @@ def write_corpus(folder: Path, files: dict[str, str | bytes]) -> Path:
     return folder
 
 
+def segment_file(index_dir: Path, name: str, segment: int = 0) -> Path:
+    """A file of one segment (the first by default) of the live index version."""
+    import json
+
+    from rag import store
+
+    version = store.current_version(index_dir)
+    manifest = json.loads((index_dir / store.VERSIONS / version / store.MANIFEST).read_text())
+    return index_dir / store.SEGMENTS / manifest["segments"][segment]["name"] / name
+
+
 def make_pdf(pages: list[str]) -> bytes:
     """A minimal valid PDF of Helvetica text, one page per item; a newline in an item starts a new line 14 pt
     below (pypdf and PDFium extract the text)."""

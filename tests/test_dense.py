@@ -109,29 +109,33 @@ def test_the_store_writes_and_loads_ivf_above_the_threshold_and_exact_below(
     settings = Settings(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index", ann_min_vectors=20)
     ingest(settings, embedder=embedder)
     first = store.load(settings.index_dir, settings.index_signature())
-    count = len(first.chunks)
+    count = first.chunk_count()
     assert count >= 20, f"the corpus gave {count} chunks, too few to cross ann_min_vectors=20"
-    assert dense.kind_of(first.faiss_index) == "ivf"
-    vectors_file = settings.index_dir / "versions" / first.version / "vectors.faiss"
+    [segment] = first.segments
+    assert dense.kind_of(segment.dense) == "ivf"
+    vectors_file = segment.root / "vectors.faiss"
     assert str(vectors_file) in mapped_files()
-    assert id_map(first.faiss_index) == sorted(first.chunks)
-    all_ids = np.array(sorted(first.chunks))
-    exact = dense.build(384, all_ids, np.stack([first.vector(i) for i in all_ids]), params(count + 1))
+    all_ids = sorted(i for i, _ in first.iter_chunks())
+    assert id_map(segment.dense) == all_ids
+    exact = dense.build(384, np.array(all_ids), np.stack([first.vector(i) for i in all_ids]), params(count + 1))
     questions = embedder.embed(squad_questions(20))
-    _, expected = dense.search(exact, questions, 10)
-    _, found = dense.search(first.faiss_index, questions, 10, settings.ivf_nprobe)
-    assert found.tolist() == expected.tolist()
+    scores, expected = dense.search(exact, questions, 10)
+    found = [[i for i, _ in first.dense_search(q, 10, settings.ivf_nprobe)] for q in questions]
+    assert found == expected.tolist()
 
-    # Deleting a file takes the next version below the threshold: it is exact, and every other chunk keeps
-    # its id and its vector (carried over by reconstruct, not re-embedded).
+    # Deleting a file writes no vectors: the IVF segment stays as it is, its chunks are deleted ids that no
+    # search returns, and every other chunk keeps its id and its vector.
     removed = names[0]
     gone = set(first.manifest.documents[removed].chunk_ids)
     (settings.corpus_dir / removed).unlink()
-    below = settings.model_copy(update={"ann_min_vectors": count - len(gone) + 1})
-    report = ingest(below, embedder=embedder)
-    assert report.embedded_chunks == 0
-    second = store.load(below.index_dir, below.index_signature())
-    assert dense.kind_of(second.faiss_index) == "exact"
-    assert id_map(second.faiss_index) == sorted(set(first.chunks) - gone) == sorted(second.chunks)
-    kept = sorted(second.chunks)
+    report = ingest(settings, embedder=embedder)
+    assert report.embedded_chunks == 0 and report.merged == []
+    second = store.load(settings.index_dir, settings.index_signature())
+    [entry] = second.manifest.segments
+    assert (entry.name, entry.deleted) == (segment.entry.name, sorted(gone))
+    kept = sorted(i for i, _ in second.iter_chunks())
+    assert kept == sorted(set(all_ids) - gone) and second.chunk_count() == len(kept)
     assert np.array_equal(np.stack([second.vector(i) for i in kept]), np.stack([first.vector(i) for i in kept]))
+    rest = dense.build(384, np.array(kept), np.stack([first.vector(i) for i in kept]), params(count + 1))
+    _, expected = dense.search(rest, questions, 10)
+    assert [[i for i, _ in second.dense_search(q, 10, None)] for q in questions] == expected.tolist()

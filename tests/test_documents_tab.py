@@ -11,6 +11,7 @@ from rag import store
 from rag.settings import Settings
 from rag.uploads import store_upload
 from rag.web_documents import Reindexer, index_status
+from tests.conftest import segment_file
 
 
 @pytest.mark.parametrize("value", ["alice", ":s3cret", "alice:", " :x"])
@@ -42,7 +43,7 @@ def test_index_status_shows_drift_and_offers_a_rebuild_when_damaged(tiny_index, 
     assert [line for line in status.drift if "new.txt" in line] and not status.damaged
     assert "**Out of date with the corpus folder** (press Re-index)" in status.markdown()
 
-    vectors = settings.index_dir / store.VERSIONS / store.current_version(settings.index_dir) / store.VECTORS
+    vectors = segment_file(settings.index_dir, store.VECTORS)
     vectors.write_bytes(vectors.read_bytes()[:-100])  # truncated
     status = index_status(settings)
     assert status.damaged and status.version is None

@@ -25,7 +25,7 @@ from rag.chat import Assistant
 from rag.embedding import Embedder
 from rag.ingest import LOCK, LockBusy, check, ingest, writer_lock
 from rag.settings import Settings
-from tests.conftest import REPO, TINY_CORPUS, write_corpus
+from tests.conftest import REPO, TINY_CORPUS, segment_file, write_corpus
 
 QUESTION = "How many agreements were signed at the trade conference?"
 # What each killed writer was doing: an added file needs the model (to reach "embedding"); the other
@@ -178,8 +178,7 @@ def test_a_damaged_index_is_named_and_repaired(tiny_index: Settings, embedder: E
     """`rag ingest --check` and `--rebuild` run in-process here (the CLI's own code; the model is the one
     this test session already loaded), so no child process has to import torch again."""
     paths = ["--corpus", str(tiny_index.corpus_dir), "--index", str(tiny_index.index_dir)]
-    version = store.current_version(tiny_index.index_dir)
-    vectors = tiny_index.index_dir / "versions" / version / "vectors.faiss"
+    vectors = segment_file(tiny_index.index_dir, "vectors.faiss")
     vectors.write_bytes(vectors.read_bytes()[:100])  # truncated
     message = f"index file {vectors} is damaged (checksum mismatch): run `rag ingest --rebuild`"
     with pytest.raises(store.IndexCorrupt) as err:
@@ -200,9 +199,10 @@ def test_a_damaged_index_is_named_and_repaired(tiny_index: Settings, embedder: E
 
 
 def test_a_plain_ingest_also_recovers_from_damage(tiny_index: Settings, embedder: Embedder) -> None:
-    version = store.current_version(tiny_index.index_dir)
-    chunks = tiny_index.index_dir / "versions" / version / "chunks.jsonl"
-    chunks.write_text(chunks.read_text().replace("33", "34"))  # garbled, still valid JSON
+    chunks = segment_file(tiny_index.index_dir, "chunks.sqlite")
+    data = chunks.read_bytes()
+    chunks.write_bytes(data.replace(b"33 signed", b"34 signed"))  # garbled, same size, still a valid database
+    assert chunks.read_bytes() != data
     report = ingest(tiny_index, embedder=embedder)
     assert report.rebuilt == f"index file {chunks} is damaged (checksum mismatch): run `rag ingest --rebuild`"
     assert (report.embedded_chunks, report.unchanged) == (3, ["cats.html", "conference.txt", "weather.md"])

@@ -235,19 +235,19 @@ def test_rag_ask_answers_from_a_pdf_table_and_a_scan(tmp_path: Path) -> None:
     assert sales["citations"][0]["source"] == "ops.pdf"
     assert "Total net sales | Three Months Ended June 25, 2022 | 82,959." in sales["citations"][0]["text"]
 
-    chunks = [json.loads(line) for line in _chunk_lines(index)]
-    assert {(c["source"], c["page"], c["label"], c["ocr"]) for c in chunks} == {
+    chunks = _chunks(index)
+    assert {(c.source, c.page, c.label, c.ocr) for c in chunks} == {
         ("ops.pdf", 1, None, False), ("scanned.pdf", 1, None, True),
         ("deck.pptx", 1, "slide 1", False), ("deck.pptx", 2, "slide 2", False),
     }
 
 
-def _chunk_lines(index: Path) -> list[str]:
+def _chunks(index: Path) -> list:
     from rag import store
+    from rag.settings import Settings
 
-    version = store.current_version(index)
-    path = index / store.VERSIONS / version / store.CHUNKS
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    snapshot = store.load(index, Settings(index_dir=index).index_signature())
+    return [chunk for _, chunk in snapshot.iter_chunks()]
 
 
 # PDF tables are read from PDFium's character boxes (rag.pdf_tables). Besides matplotlib's ruled table

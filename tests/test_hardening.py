@@ -139,6 +139,8 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_old_index_still_answe
     assert out.err == f"error: {message}\n" and out.out == ""  # one line, no traceback
     assert store.current_version(index) == old
     assert sorted(p.name for p in (index / "versions").iterdir()) == [old]  # the partial version is gone
+    live = [s["name"] for s in json.loads((index / "versions" / old / "manifest.json").read_text())["segments"]]
+    assert sorted(p.name for p in (index / "segments").iterdir()) == live  # and so is the partial segment
     assert Assistant(tiny_index, embedder).ask(QUESTION).short_answer == "33"
 
     # The web app says the same without the server's paths.

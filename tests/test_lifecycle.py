@@ -14,8 +14,10 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
+import bm25s
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st
@@ -82,15 +84,27 @@ def view(settings: Settings, embedder: Embedder | MemoEmbedder, questions: list[
     snapshot = retriever.snapshot
     documents = {}
     for doc_id, entry in snapshot.manifest.documents.items():
-        rows = [snapshot.chunks[i] for i in entry.chunk_ids]
+        rows = [snapshot.chunk(i) for i in entry.chunk_ids]
         documents[doc_id] = (entry.content_hash, entry.pages, [(c.chunk_id, c.page, c.start, c.end, c.text) for c in rows])
-    vectors = {snapshot.chunks[i].chunk_id: snapshot.vector(i) for i in snapshot.chunks}
+    live = list(snapshot.iter_chunks())
+    assert len(live) == snapshot.chunk_count() == sum(len(e.chunk_ids) for e in snapshot.manifest.documents.values())
+    vectors = {chunk.chunk_id: snapshot.vector(i) for i, chunk in live}
+    # One bm25s index over the live chunks, built here, is what the segments' scores must equal exactly.
+    reference = bm25s.BM25()
+    reference.index([t or [store.EMPTY_TOKEN] for t in store.bm25_tokens([c.text for _, c in live])] if live else [[""]],
+                    show_progress=False)
+    df, n = snapshot.term_stats()
+    tokens = store.bm25_tokens([c.text for _, c in live]) if live else []
+    assert (dict(df), n) == (dict(Counter(t for doc in tokens for t in set(doc or [store.EMPTY_TOKEN]))), len(live))
     bm25, hits = {}, {}
     for question in questions:
-        rows, scores = snapshot.bm25.retrieve([store.bm25_tokens([question])[0]], k=len(snapshot.chunks),
-                                              show_progress=False, n_threads=1)
-        bm25[question] = {snapshot.chunks[snapshot.bm25_ids[int(r)]].chunk_id: round(float(s), 5)
-                          for r, s in zip(rows[0], scores[0])}
+        query = store.bm25_tokens([question])[0]
+        found = snapshot.keyword_search(query, len(live) or 1)
+        if live and any(t in reference.vocab_dict for t in query):
+            expected = reference.get_scores(query)
+            assert {i: s for i, s in found} == {i: float(expected[row]) for row, (i, _) in enumerate(live)
+                                                if expected[row] > 0}
+        bm25[question] = {snapshot.chunk(i).chunk_id: round(s, 5) for i, s in found}
         hits[question] = [(h.chunk.chunk_id, h.score, h.dense_rank, h.bm25_rank) for h in retriever.search(question)]
     answers = {}
     for question in questions[:2]:
@@ -147,8 +161,10 @@ def check_incremental_equals_fresh(embedder: Embedder, memo_embedder: MemoEmbedd
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         corpus = write_corpus(root / "corpus", initial)
-        # Chunks of 64 word pieces: documents of a few sentences span several chunks.
-        incremental = Settings(corpus_dir=corpus, index_dir=root / "incremental", chunk_tokens=64, chunk_overlap=16)
+        # Chunks of 64 word pieces: documents of a few sentences span several chunks. Two segments of a tier
+        # are merged, and a segment a quarter deleted is rewritten: the sequences cross merges.
+        incremental = Settings(corpus_dir=corpus, index_dir=root / "incremental", chunk_tokens=64, chunk_overlap=16,
+                               segment_merge_factor=2, segment_max_deleted=0.25)
         ingest(incremental, embedder=embedder)
         for op, ingest_now in steps:
             apply(corpus, op)
@@ -163,6 +179,7 @@ def check_incremental_equals_fresh(embedder: Embedder, memo_embedder: MemoEmbedd
             assert store.load(incremental.index_dir, incremental.index_signature()).manifest.documents == {}
             return
         ingest(fresh, embedder=embedder)
+        assert len(store.load(fresh.index_dir, fresh.index_signature()).segments) == 1
         assert_same_index(view(incremental, memo_embedder), view(fresh, memo_embedder))
 
 
@@ -231,15 +248,24 @@ def test_each_kind_of_change_is_reported_and_only_new_text_embedded(tiny_index: 
     np.testing.assert_array_equal(after.vector(weather_ids[0]), before.vector(weather_ids[0]))
     copy_id = documents["weather-copy.md"].chunk_ids[0]
     np.testing.assert_array_equal(after.vector(copy_id), before.vector(weather_ids[0]))
-    assert after.chunks[copy_id].chunk_id == "weather-copy.md#0"
+    assert after.chunk(copy_id).chunk_id == "weather-copy.md#0"
     assert min(documents["ferries.txt"].chunk_ids) >= before.manifest.next_id  # ids only grow
-    # The old conference text is gone from FAISS, the chunk store and BM25 alike.
-    assert after.faiss_index.ntotal == len(after.chunks) == 5
-    assert not any("33 signed agreements" in c.text for c in after.chunks.values())
-    rows, scores = after.bm25.retrieve([store.bm25_tokens(["signed agreements"])[0]], k=5, show_progress=False)
-    assert float(scores.max()) == 0.0
-    # Only the live version is left on disk.
+    # The old conference text is gone from dense search, the chunk store and BM25 alike. The edited, renamed,
+    # copied and new files' chunks are one new segment; two of the first segment's three chunks are deleted, more
+    # than segment_max_deleted, so it was rewritten after publishing with weather.md's chunk alone.
+    old_conference = before.manifest.documents["conference.txt"].chunk_ids
+    assert after.chunk_count() == len(list(after.iter_chunks())) == 5
+    assert not any("33 signed agreements" in c.text for _, c in after.iter_chunks())
+    assert after.keyword_search(store.bm25_tokens(["signed agreements"])[0], 5) == []
+    assert not {i for i, _ in after.dense_search(before.vector(old_conference[0]), 10, None)} & set(old_conference)
+    with pytest.raises(KeyError):
+        after.chunk(old_conference[0])
+    assert report.merged == [[before.manifest.segments[0].name]]
+    assert [(s.rows, s.deleted) for s in after.manifest.segments] == [(4, []), (1, [])]
+    first, second = after.manifest.segments
+    # Only the live version and its segments are left on disk.
     assert [p.name for p in (tiny_index.index_dir / "versions").iterdir()] == [after.version]
+    assert sorted(p.name for p in (tiny_index.index_dir / "segments").iterdir()) == sorted([first.name, second.name])
 
     (corpus / "conference.txt").unlink()
     report = ingest(tiny_index, embedder=embedder)
@@ -252,14 +278,14 @@ def test_an_edit_re_embeds_only_the_chunks_whose_text_changed(tmp_path: Path, em
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", chunk_tokens=64, chunk_overlap=0)
     first = ingest(settings, embedder=embedder)
     before = snapshot_of(settings)
-    assert first.embedded_chunks == len(before.chunks) >= 2
+    assert first.embedded_chunks == before.chunk_count() >= 2
     (corpus / "long.txt").write_text(text + " The museum opens at nine.")  # touches the last chunk only
     report = ingest(settings, embedder=embedder)
     assert (report.updated, report.embedded_chunks) == (["long.txt"], 1)
     after = snapshot_of(settings)
-    old = {c.text: before.vector(i) for i, c in before.chunks.items()}
-    kept = [(i, c) for i, c in after.chunks.items() if c.text in old]
-    assert len(kept) == len(after.chunks) - 1
+    old = {c.text: before.vector(i) for i, c in before.iter_chunks()}
+    kept = [(i, c) for i, c in after.iter_chunks() if c.text in old]
+    assert len(kept) == after.chunk_count() - 1
     for faiss_id, chunk in kept:
         np.testing.assert_array_equal(after.vector(faiss_id), old[chunk.text])
 

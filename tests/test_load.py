@@ -80,7 +80,7 @@ class VersionLog:
         snapshot = store.load(self.settings.index_dir, self.settings.index_signature(), verify_checksums=False)
         assert snapshot.version == name, "a version lived less than the polling interval"
         version = Version(name, now)
-        for chunk in snapshot.chunks.values():
+        for _, chunk in snapshot.iter_chunks():
             version.texts.setdefault(chunk.source, []).append(chunk.text)
         self.versions.append(version)
 

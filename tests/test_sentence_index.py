@@ -27,13 +27,12 @@ class RecordingEmbedder(Embedder):
 
 def test_every_sentence_is_embedded_once_at_ingest(tiny_index: Settings, embedder: Embedder) -> None:
     snapshot = store.load(tiny_index.index_dir, tiny_index.index_signature())
-    index = snapshot.sentences
-    texts = [snapshot.sentence_text(row) for row in range(len(index.chunk_ids))]
-    expected = [chunk.text[a:b] for cid, chunk in sorted(snapshot.chunks.items(), key=lambda x: store.chunk_order(x[1]))
-                for a, b in get_language().split_sentences(chunk.text)]
+    rows = [(chunk.text[a:b], vector) for cid, chunk in snapshot.iter_chunks() for a, b, vector in snapshot.sentence_rows(cid)]
+    texts = [text for text, _ in rows]
+    expected = [chunk.text[a:b] for _, chunk in snapshot.iter_chunks() for a, b in get_language().split_sentences(chunk.text)]
     assert texts == expected
     assert "The event resulted in 33 signed agreements worth 18.47 billion RMB." in texts
-    assert np.allclose(index.vectors, embedder.embed(texts), atol=1e-5)
+    assert np.allclose(np.stack([v for _, v in rows]), embedder.embed(texts), atol=1e-5)
 
 
 def test_an_edit_embeds_only_the_new_sentences(tiny_index: Settings, embedder: Embedder) -> None:
@@ -49,10 +48,14 @@ def test_an_edit_embeds_only_the_new_sentences(tiny_index: Settings, embedder: E
                               "frost", "is", "rare", "winter"]
     fresh = tiny_index.model_copy(update={"index_dir": tiny_index.index_dir.parent / "fresh"})
     ingest(fresh, embedder=embedder)
-    a = store.load(tiny_index.index_dir, tiny_index.index_signature()).sentences
-    b = store.load(fresh.index_dir, fresh.index_signature()).sentences
-    assert np.array_equal(a.spans, b.spans)
-    assert np.allclose(a.vectors, b.vectors, atol=1e-6)
+    def sentences(settings: Settings) -> tuple[list, np.ndarray]:
+        snapshot = store.load(settings.index_dir, settings.index_signature())
+        rows = [(c.chunk_id, a, b, v) for cid, c in snapshot.iter_chunks() for a, b, v in snapshot.sentence_rows(cid)]
+        return [row[:3] for row in rows], np.stack([row[3] for row in rows])
+
+    (a_spans, a_vectors), (b_spans, b_vectors) = sentences(tiny_index), sentences(fresh)
+    assert a_spans == b_spans
+    assert np.allclose(a_vectors, b_vectors, atol=1e-6)
 
 
 def test_asking_embeds_the_question_only(tiny_index: Settings, embedder: Embedder) -> None:
