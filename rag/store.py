@@ -55,6 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import bm25s
 import faiss
@@ -541,7 +542,10 @@ class MergePolicy:
     max_deleted: float
 
     def tier(self, live: int) -> int:
-        return 0 if live < self.floor else 1 + int(math.log(live / self.floor, self.factor))
+        tier, bound = 0, self.floor
+        while live >= bound:  # integers: math.log(30 / 10, 3) is not exactly 1
+            tier, bound = tier + 1, bound * self.factor
+        return tier
 
     def plan(self, segments: list[SegmentEntry]) -> list[str]:
         """Names of the segments to merge now (the smallest tier that is full, or the ones mostly deleted);
@@ -685,7 +689,13 @@ def _load_version(index_dir: Path, version: str, expected_signature: dict, verif
     if live != manifest.chunk_count:
         raise IndexCorrupt(f"index version {index_dir / VERSIONS / version} is inconsistent ({live} live chunks "
                            f"in its segments, manifest says {manifest.chunk_count}): run `rag ingest --rebuild`")
-    return IndexSnapshot(version, manifest, index_dir / VERSIONS / version, segments, checks[0][1]["sha256"])
+    terms_path, recorded = checks[0]
+    try:
+        terms = terms_path.open("rb")  # opened now, read on first use: a later delete does not take it away
+    except OSError as err:
+        raise IndexCorrupt(f"index file {terms_path} is missing or unreadable ({err.strerror}): "
+                           "run `rag ingest --rebuild`") from err
+    return IndexSnapshot(version, manifest, index_dir / VERSIONS / version, segments, terms, recorded["sha256"])
 
 
 # np.load parses the .npy header with ast.literal_eval, which CPython 3.11 does not make thread-safe (concurrent
@@ -803,11 +813,13 @@ class IndexSnapshot:
     """One loaded, immutable index version (implements rag.index_reader.IndexReader). Readers hold a
     snapshot; an ingest never changes it."""
 
-    def __init__(self, version: str, manifest: Manifest, root: Path, segments: list[Segment], terms_sha256: str):
+    def __init__(self, version: str, manifest: Manifest, root: Path, segments: list[Segment], terms: BinaryIO,
+                 terms_sha256: str):
         self.version = version
         self.manifest = manifest
         self.root = root
         self.segments = segments
+        self._terms = terms
         self._terms_sha256 = terms_sha256
         self._stats_lock = threading.Lock()
 
@@ -921,10 +933,13 @@ class IndexSnapshot:
         with self._stats_lock:
             if "_stats" not in self.__dict__:
                 path = self.root / TERMS
-                _check_file(path, {"sha256": self._terms_sha256}, full=True)
+                with self._terms:
+                    data = self._terms.read()
+                if hashlib.sha256(data).hexdigest() != self._terms_sha256:
+                    raise IndexCorrupt(f"index file {path} is damaged (checksum mismatch): run `rag ingest --rebuild`")
                 try:
-                    self._stats = TermStats.from_json(json.loads(path.read_text(encoding="utf-8")))
-                except (OSError, ValueError, KeyError, TypeError) as err:
+                    self._stats = TermStats.from_json(json.loads(data.decode("utf-8")))
+                except (ValueError, KeyError, TypeError) as err:
                     raise IndexCorrupt(f"index file {path} cannot be read ({err}): run `rag ingest --rebuild`") from err
             return self._stats
 
