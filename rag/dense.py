@@ -1,21 +1,21 @@
-"""The dense (FAISS) index of one index version: exact below a size, IVF-Flat above it; memory-mapped on load.
+"""The dense (FAISS) index of one segment: exact below a size, IVF-Flat above it; memory-mapped on load.
 
 Below `Settings.ann_min_vectors` vectors the index is exact: `IndexIDMap2` over `IndexFlatIP` (inner product
 on normalised vectors = cosine). At or above it, the same `IndexIDMap2` wraps an `IndexIVFFlat`: the vectors
 are clustered into `ivf_lists` lists by k-means and a query scans the `ivf_nprobe` lists whose centroids are
 nearest. IVF-Flat was chosen over HNSW from the curve of bench/ann_curve.py (README, "Scale"): on 100,000
 text vectors it reached recall@10 0.995 at 0.23 ms a query (nprobe 32) after a 17 s build, where HNSW needed
-a 58 s build (M 32, efConstruction 100) for 0.991 at 0.29 ms and 15% more memory for its graph. The store
-writes every version whole, so the build time is paid on every ingest; IVF's is the shorter.
+a 58 s build (M 32, efConstruction 100) for 0.991 at 0.29 ms and 15% more memory for its graph. The build
+time is paid whenever a segment that large is written (a full build, a merge); IVF's is the shorter.
 
-`IndexIDMap2` keeps the store's own ids (that only grow) and `reconstruct(id)`, which ingest uses to carry
-the vectors of unchanged files into the next version; under it the IVF has a direct map for reconstruct.
-Nothing is ever removed from a written index: a new version is built whole.
+`IndexIDMap2` keeps the store's own ids (that only grow) and `reconstruct(id)`, which ingest and merges use to
+copy stored vectors (a renamed file, a merged segment); under it the IVF has a direct map for reconstruct.
+Nothing is ever removed from a written index: a deleted chunk is an id the store's search skips.
 
 Loading memory-maps the vectors (`IO_FLAG_MMAP_IFC`: the flat codes and the IVF lists are used in place in
 the file, not copied), so opening an index costs the id map; the vectors' pages are read when a search
 touches them and are shared by every process that opened the file. The store never rewrites a published
-file (a new version is a new folder), so a mapping stays valid, and a version deleted while mapped stays
+file (a segment is immutable), so a mapping stays valid, and a segment deleted while mapped stays
 readable until it is unmapped (POSIX unlink semantics).
 """
 

@@ -1,10 +1,11 @@
 """The only writer of index/: diff the corpus against the manifest and embed only what changed.
 
-`plan` compares corpus/ with the manifest by content hash. Unchanged files keep their chunks and
-vectors (copied out of the live FAISS index); a file renamed, or copied, with identical bytes reuses
-the vectors of the identical indexed file; new and changed files are parsed, chunked and embedded
-(identical new files once); deleted files drop out. The result is written as a new version and
-published atomically (see store.py), so readers never see a half-built index.
+`plan` compares corpus/ with the manifest by content hash. Unchanged files stay where they are (their
+segment, their ids); a file renamed, or copied, with identical bytes reuses the vectors of the identical
+indexed file; new and changed files are parsed, chunked and embedded (identical new files once). The
+chunks of new, changed, renamed and copied files become one new segment; those of deleted and changed files
+become deleted ids. The result is written as a new version and published atomically (see store.py), so
+readers never see a half-built index; then small segments are merged (`_merge`).
 
 One writer at a time: `writer_lock` holds an flock on index/ingest.lock, which names the owner's pid.
 The kernel drops the flock when its owner dies, even by `kill -9`, so a lock file left behind is stale

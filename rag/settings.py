@@ -92,10 +92,11 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
     ann_min_vectors: int = Field(
-        50_000, ge=1, description="An index version with at least this many chunks searches them approximately "
-        "(FAISS IVF-Flat, parameters below); below it, exactly. Exact search scans every vector, about 1 ms per "
-        "10,000 chunks on one core here (5 ms at the default, 100 ms at a million). Applies when ingest next "
-        "writes a version (`rag ingest --rebuild` applies it at once); bench/ann_curve.py prints the "
+        50_000, ge=1, description="A segment of the index with at least this many chunks searches them "
+        "approximately (FAISS IVF-Flat, parameters below); below it, exactly. Exact search scans every vector, "
+        "about 1 ms per 10,000 chunks on one core here (5 ms at the default, 100 ms at a million). Applies to "
+        "segments written from then on (new files, merges; `rag ingest --rebuild` applies it at once to the "
+        "whole index, written as one segment); bench/ann_curve.py prints the "
         "recall/latency curve the IVF values come from.",
     )
     ivf_lists: int = Field(
