@@ -96,10 +96,24 @@ def kind_of(index: faiss.Index) -> str:
     raise RuntimeError(f"unexpected dense index type {type(inner).__name__}")
 
 
-def search(index: faiss.Index, query: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def excluding(ids: np.ndarray) -> tuple[faiss.IDSelector, faiss.IDSelector]:
+    """A selector of every id but `ids` for `search` (build it once: it copies the ids into a hash set). The
+    first element owns the ids and must stay referenced while the second is used."""
+    batch = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+    return batch, faiss.IDSelectorNot(batch)
+
+
+def search(index: faiss.Index, query: np.ndarray, k: int, nprobe: int | None = None,
+           exclude: tuple[faiss.IDSelector, faiss.IDSelector] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (scores, ids) of each query row; `nprobe` (the setting) overrides the lists scanned that were
-    written at build time. Exact indexes ignore it."""
+    written at build time (exact indexes ignore it); `exclude` (from `excluding`) skips those ids inside the
+    scan, so deleted chunks cost no extra depth however many there are."""
     query = np.ascontiguousarray(np.atleast_2d(query), dtype=np.float32)
-    if nprobe is not None and kind_of(index) == "ivf":
-        return index.search(query, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+    ivf = kind_of(index) == "ivf"
+    selector = exclude[1] if exclude is not None else None
+    if ivf and (nprobe is not None or selector is not None):
+        nprobe = nprobe or faiss.downcast_index(faiss.downcast_index(index).index).nprobe
+        return index.search(query, k, params=faiss.SearchParametersIVF(nprobe=nprobe, sel=selector))
+    if selector is not None:
+        return index.search(query, k, params=faiss.SearchParameters(sel=selector))
     return index.search(query, k)

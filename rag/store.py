@@ -797,6 +797,11 @@ class Segment:
         return self.word_vectors[found[0][0]] if found else None
 
     @cached_property
+    def exclusion(self) -> tuple | None:
+        """FAISS's selector of the live ids (None when none is deleted), built once per loaded segment."""
+        return dense.excluding(np.fromiter(self.deleted, np.int64)) if self.deleted else None
+
+    @cached_property
     def deleted_rows(self) -> np.ndarray:
         """Rows of deleted chunks (for masking keyword scores)."""
         if not self.deleted:
@@ -849,10 +854,10 @@ class IndexSnapshot:
     def dense_search(self, vector: np.ndarray, k: int, nprobe: int | None) -> list[tuple[int, float]]:
         found: list[tuple[int, float]] = []
         for segment in self.segments:
-            depth = min(segment.entry.rows, k + len(segment.deleted))  # deleted rows are skipped below
-            if segment.entry.live == 0 or depth <= 0:
+            depth = min(segment.entry.live, k)
+            if depth <= 0:
                 continue
-            scores, ids = dense.search(segment.dense, vector, depth, nprobe)
+            scores, ids = dense.search(segment.dense, vector, depth, nprobe, segment.exclusion)
             found += [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in segment.deleted]
         return self._best(found, k)
 
