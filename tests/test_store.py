@@ -13,6 +13,7 @@ import pytest
 from rag import store
 from rag.chat import Assistant
 from rag.embedding import Embedder
+from rag.index_reader import IndexReader
 from rag.ingest import ingest
 from rag.settings import Settings
 from tests.conftest import TINY_CORPUS
@@ -77,6 +78,7 @@ def test_a_load_hashes_only_a_file_whose_size_or_time_changed(tiny_index: Settin
     real = store.sha256_file
     monkeypatch.setattr(store, "sha256_file", lambda path: hashed.append(path) or real(path))
     snapshot = store.load(tiny_index.index_dir, tiny_index.index_signature())
+    assert isinstance(snapshot, IndexReader)  # the interface the Retriever is typed against
     snapshot.term_stats()  # terms.json is read whole on first use, and its checksum compared then
     assert hashed == []  # sizes and modification times as written: nothing hashed
 
