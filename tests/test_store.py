@@ -91,7 +91,7 @@ def test_a_load_hashes_only_a_file_whose_size_or_time_changed(tiny_index: Settin
 
 
 def test_an_index_of_the_previous_format_is_named_then_rebuilt(tiny_settings: Settings, embedder: Embedder) -> None:
-    """A format-3 index (one folder per version: vectors.faiss, chunks.jsonl, ... beside manifest.json)."""
+    """A format-4 index, the last before segments: one folder per version (vectors.faiss, chunks.jsonl, ...)."""
     index = tiny_settings.index_dir
     old = index / "versions" / "v20250101-000000-1-000000001"
     old.mkdir(parents=True)
@@ -99,12 +99,12 @@ def test_an_index_of_the_previous_format_is_named_then_rebuilt(tiny_settings: Se
                         "indexed_at": 0.0} for n, name in enumerate(sorted(TINY_CORPUS))}
     (old / "chunks.jsonl").write_text("")
     (old / "manifest.json").write_text(json.dumps({
-        "format_version": 3, "created_at": 0.0, **tiny_settings.index_signature(), "dimension": 384,
+        "format_version": 4, "created_at": 0.0, **tiny_settings.index_signature(), "dimension": 384,
         "counts": {"documents": 3, "chunks": 3, "skipped": 0}, "next_id": 3, "documents": documents,
         "skipped": [], "skipped_hashes": {}, "checksums": {"chunks.jsonl": store.sha256_file(old / "chunks.jsonl")},
     }))
     (index / "CURRENT").write_text(old.name + "\n")
-    message = "the index was built with other settings (format_version: index has 3, this code reads 4): run `rag ingest`"
+    message = "the index was built with other settings (format_version: index has 4, this code reads 5): run `rag ingest`"
     with pytest.raises(store.IndexMismatch) as err:
         store.load(index, tiny_settings.index_signature())
     assert str(err.value) == message
