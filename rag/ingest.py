@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import store
+from rag import backends, store
 from rag.chunking import Chunk, Chunker, DocumentTooLong
-from rag.dense import DenseParams
 from rag.embedding import Embedder, load_embedder
 from rag.loaders import LoadError, LoadOptions, SkippedFile, doc_id_for, hash_bytes, scan_corpus
 from rag.parsing import Job, parse_files
@@ -187,7 +186,7 @@ def _previous_state(
     """The live manifest (for the diff and next_id), the snapshot to copy vectors from, and why, if
     there is no snapshot to copy from although there is an index, everything is re-embedded."""
     try:
-        manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
+        manifest = backends.read_manifest(settings)
     except store.IndexProblem as err:
         log.warning("re-embedding everything: %s", err)
         return None, None, str(err)
@@ -196,7 +195,9 @@ def _previous_state(
     if rebuild:
         return manifest, None, "rebuild requested"
     try:
-        snapshot = store.load(settings.index_dir, settings.index_signature())
+        snapshot = backends.load_for_update(settings)
+    except store.IndexUnavailable:
+        raise  # not a reason to re-embed: the writer could not write either
     except store.IndexProblem as err:
         log.warning("re-embedding everything: %s", err)
         return manifest, None, str(err)
@@ -229,11 +230,14 @@ def ingest(
     try:
         with writer_lock(settings.index_dir, wait):
             store.pause_point("locked")
-            cleaned = store.cleanup(settings.index_dir)
+            cleaned = backends.cleanup(settings)
             if cleaned:
                 log.warning("removed leftovers of an interrupted ingest in %s: %s", settings.index_dir,
                             ", ".join(cleaned))
-            report = _ingest_locked(settings, rebuild, embedder, progress)
+            try:
+                report = _ingest_locked(settings, rebuild, embedder, progress)
+            except store.IndexUnavailable as err:
+                raise IngestError(f"{err}; the index already there is unchanged") from err
             report.cleaned = cleaned
     except OSError as err:  # corpus files that cannot be read are skipped inside: this is about index/
         if not _writing_index(err, settings.index_dir):
@@ -375,11 +379,9 @@ def _ingest_locked(
     matrix = np.stack([vectors[i] for i in ids]) if len(ids) else np.zeros((0, dimension), np.float32)
     sentences = _sentence_index(settings, chunks, previous, embedder, dimension, report, tell)
     vocabulary = _vocabulary(settings, chunks, previous, embedder, dimension)
-    report.version = store.write_version(settings.index_dir, manifest, ids, matrix, chunks, sentences, vocabulary,
-                                         dense_params=DenseParams.from_settings(settings))
-    store.pause_point("written")
-    tell(0.95, "publishing")
-    store.publish(settings.index_dir, report.version)
+    tell(0.95, "writing and publishing")
+    report.version = backends.write_and_publish(settings, manifest, ids, matrix, chunks, sentences, vocabulary,
+                                                previous)
     report.published = True
     tell(1.0, "done")
     return report
@@ -576,11 +578,11 @@ def check(settings: Settings) -> list[str]:
     Reads only: the manifest, the index files' checksums, and the corpus files' hashes.
     """
     try:
-        manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
+        manifest = backends.read_manifest(settings)
         if manifest is None:
-            return [f"no index in {settings.index_dir}: run `rag ingest`"]
+            return [f"no index in {backends.record_dir(settings)}: run `rag ingest`"]
         store.check_signature(manifest, settings.index_signature())
-        store.verify_files(settings.index_dir / store.VERSIONS / store.current_version(settings.index_dir), manifest)
+        backends.verify(settings, manifest)
     except store.IndexProblem as err:
         return [str(err)]
     try:

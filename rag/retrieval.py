@@ -8,7 +8,7 @@ combines their orders without calibrating their incomparable scores.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from rag import store
 from rag.chunking import Chunk
-from rag.dense import search as dense_search
 from rag.embedding import Embedder
+from rag.index_reader import IndexReader
 from rag.language import get_language
 from rag.settings import Settings
 
@@ -44,16 +44,15 @@ class Sentence:
 
 
 class Retriever:
-    def __init__(self, snapshot: store.IndexSnapshot, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, snapshot: IndexReader, embedder: Embedder, settings: Settings) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
         self.settings = settings
 
-    @cached_property
-    def document_frequency(self) -> tuple[Counter, int]:
+    @property
+    def document_frequency(self) -> tuple[Mapping[str, int], int]:
         """Stemmed-term document frequencies over chunks: how informative a question word is here."""
-        tokens = store.bm25_tokens([self.snapshot.chunks[i].text for i in self.snapshot.bm25_ids])
-        return Counter(t for doc in tokens for t in set(doc)), max(len(tokens), 1)
+        return self.snapshot.term_stats()
 
     def idf(self, term: str) -> float:
         df, n = self.document_frequency
@@ -67,19 +66,14 @@ class Retriever:
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         k = k or self.settings.candidates
         snapshot = self.snapshot
-        n = len(snapshot.chunks)
+        n = snapshot.chunk_count()
         if n == 0:
             return []
         depth = min(self.settings.candidates, n)
         query_vector = self.embed_texts([query])[0]  # cached: the answerer compares sentences with it too
-        scores, ids = dense_search(snapshot.faiss_index, query_vector, depth, self.settings.ivf_nprobe)
-        dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-
-        bm25_ranked: list[int] = []
+        dense = snapshot.dense_search(query_vector, depth, self.settings.ivf_nprobe)
         tokens = store.bm25_tokens([query])[0]
-        if tokens:
-            rows, row_scores = snapshot.bm25.retrieve([tokens], k=depth, show_progress=False, n_threads=1)
-            bm25_ranked = [snapshot.bm25_ids[int(r)] for r, s in zip(rows[0], row_scores[0]) if s > 0]
+        bm25_ranked = [cid for cid, _ in snapshot.keyword_search(tokens, depth)] if tokens else []
 
         fused: dict[int, float] = {}
         dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense, start=1)}
@@ -91,9 +85,9 @@ class Retriever:
         dense_score = dict(dense)
         # Equal fused scores are common (dense rank 1 + BM25 rank 2 ties with 2 + 1). Break ties by document
         # and position, never by FAISS id: ids differ between an incremental and a fresh build of one folder.
-        ordered = sorted(fused, key=lambda cid: (-fused[cid], store.chunk_order(snapshot.chunks[cid])))[:k]
+        ordered = sorted(fused, key=lambda cid: (-fused[cid], store.chunk_order(snapshot.chunk(cid))))[:k]
         return [
-            Hit(cid, snapshot.chunks[cid], fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid))
+            Hit(cid, snapshot.chunk(cid), fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid))
             for cid in ordered
         ]
 
@@ -115,29 +109,24 @@ class Retriever:
         return result
 
     def _sentence_spans(self, chunk_id: int) -> list[tuple[int, int]]:
-        index = self.snapshot.sentences
-        rows = index.rows_by_chunk.get(chunk_id)
-        if rows is None:  # an index with no sentences for this chunk: split now, embed on demand
-            return get_language(self.settings.language).split_sentences(self.snapshot.chunks[chunk_id].text)
-        text = self.snapshot.chunks[chunk_id].text
+        rows = self.snapshot.sentence_rows(chunk_id)
+        text = self.snapshot.chunk(chunk_id).text
+        if not rows:  # an index with no sentences for this chunk: split now, embed on demand
+            return get_language(self.settings.language).split_sentences(text)
         spans = []
-        for row in rows:
-            start, end = int(index.spans[row][0]), int(index.spans[row][1])
-            self._sentence_vectors.setdefault(text[start:end], index.vectors[row])
+        for start, end, vector in rows:
+            self._sentence_vectors.setdefault(text[start:end], vector)
             spans.append((start, end))
         return spans
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Embeddings for short texts (sentences, words). Corpus sentences and words were embedded at ingest
         and are looked up; anything else (the query, a question's words) is embedded once and cached."""
-        sentences, words = self._sentence_vectors, self.snapshot.vocabulary
+        sentences, word_vector = self._sentence_vectors, self.snapshot.word_vector
         cache = self._cache
 
         def known(text: str) -> np.ndarray | None:
-            if text in sentences:
-                return sentences[text]
-            row = words.row_of.get(text)
-            return None if row is None else words.vectors[row]
+            return sentences[text] if text in sentences else word_vector(text)
 
         found = {t: v for t in dict.fromkeys(texts) if (v := known(t)) is not None}
         missing = [t for t in dict.fromkeys(texts) if t not in found and t not in cache]

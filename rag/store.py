@@ -22,6 +22,8 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -72,6 +74,10 @@ class IndexMismatch(IndexProblem):
 
 class IndexCorrupt(IndexProblem):
     pass
+
+
+class IndexUnavailable(IndexProblem):
+    """The store holding the index (a Milvus server, a Milvus Lite file) cannot be reached or opened now."""
 
 
 def pause_point(stage: str) -> None:
@@ -234,6 +240,43 @@ class IndexSnapshot:
     def vector(self, faiss_id: int) -> np.ndarray:
         return self.faiss_index.reconstruct(int(faiss_id))
 
+    # The rag.index_reader.IndexReader methods: what the Retriever reads.
+    def chunk_count(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, chunk_id: int) -> Chunk:
+        return self.chunks[chunk_id]
+
+    def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
+        return ((i, self.chunks[i]) for i in self.bm25_ids)  # chunks.jsonl is written in chunk order
+
+    def dense_search(self, vector: np.ndarray, k: int, nprobe: int | None) -> list[tuple[int, float]]:
+        scores, ids = dense.search(self.faiss_index, vector, k, nprobe)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def keyword_search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
+        if not tokens or not self.chunks:
+            return []
+        rows, scores = self.bm25.retrieve([tokens], k=min(k, len(self.bm25_ids)), show_progress=False, n_threads=1)
+        return [(self.bm25_ids[int(r)], float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+
+    @cached_property
+    def _term_stats(self) -> tuple[Counter, int]:
+        tokens = bm25_tokens([self.chunks[i].text for i in self.bm25_ids])
+        return Counter(t for doc in tokens for t in set(doc)), max(len(tokens), 1)
+
+    def term_stats(self) -> tuple[Mapping[str, int], int]:
+        return self._term_stats
+
+    def sentence_rows(self, chunk_id: int) -> list[tuple[int, int, np.ndarray]]:
+        index = self.sentences
+        return [(int(index.spans[r][0]), int(index.spans[r][1]), index.vectors[r])
+                for r in index.rows_by_chunk.get(chunk_id, ())]
+
+    def word_vector(self, word: str) -> np.ndarray | None:
+        row = self.vocabulary.row_of.get(word)
+        return None if row is None else self.vocabulary.vectors[row]
+
 
 def sha256_file(path: Path) -> str:
     """sha256 of a file's bytes, read in blocks (index files here, corpus files in ingest)."""
@@ -285,13 +328,21 @@ def write_version(
 ) -> str:
     """Write a complete new version beside the live one and return its name (not yet published). The dense
     index is shaped by `dense_params` (exact or IVF, see rag/dense.py); None: exact at any size."""
+    return new_version(index_dir, lambda tmp: _write_files(tmp, manifest, ids, vectors, chunks, sentences,
+                                                           vocabulary, dense_params))
+
+
+def new_version(index_dir: Path, fill: Callable[[Path], None]) -> str:
+    """A new version folder filled by `fill(folder)` (which writes and fsyncs its files), renamed into place
+    under versions/ only once complete; returns its name (not yet published). Also used by rag/backends/milvus.py
+    for its manifest-only versions."""
     versions = index_dir / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     name = f"v{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
     tmp = versions / f".tmp-{name}"
     tmp.mkdir()
     try:
-        _write_files(tmp, manifest, ids, vectors, chunks, sentences, vocabulary, dense_params)
+        fill(tmp)
         tmp.rename(versions / name)
         _fsync(versions)
     except BaseException:
@@ -391,9 +442,9 @@ def check_signature(manifest: Manifest, expected: dict, dimension: int | None = 
         raise IndexMismatch("the index was built with other settings (" + "; ".join(diffs) + "): run `rag ingest`")
 
 
-def verify_files(root: Path, manifest: Manifest) -> None:
+def verify_files(root: Path, manifest: Manifest, required: tuple[str, ...] = REQUIRED_FILES) -> None:
     """Every file the manifest lists is present with its checksum, and none the index needs is unlisted."""
-    for rel in REQUIRED_FILES:
+    for rel in required:
         if rel not in manifest.checksums:
             raise IndexCorrupt(f"{root / MANIFEST} has no checksum for {rel}: run `rag ingest --rebuild`")
     for rel, digest in manifest.checksums.items():
