@@ -387,6 +387,16 @@ def _ingest_locked(
     return report
 
 
+def document_embedder(settings: Settings, embedder: Embedder | None) -> Embedder:
+    """What embeds documents: `embedder` (tests pass one) or this process's model, or with
+    settings.embed_backend='ray' the same model on Ray actors (rag/ray_embed.py), which reuse `embedder` to tokenize."""
+    if settings.embed_backend == "ray":
+        from rag.ray_embed import ray_embedder
+
+        return ray_embedder(settings, embedder)  # type: ignore[return-value]  (the Embedder interface)
+    return embedder or load_embedder(settings.embed_model)
+
+
 def _load_and_embed(
     settings: Settings,
     diff: Plan,
@@ -431,7 +441,7 @@ def _load_and_embed(
     first = next(results, None)  # starts the workers; they parse on while the embedder loads
     if first is None:
         return {}
-    embedder = embedder or load_embedder(settings.embed_model)
+    embedder = document_embedder(settings, embedder)
     chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens,
                       max_document_chars=settings.max_document_chars)
 
@@ -537,7 +547,7 @@ def _sentence_index(
             sources.append(source)
     new_vectors = np.zeros((0, dimension), np.float32)
     if texts:
-        embedder = embedder or load_embedder(settings.embed_model)
+        embedder = document_embedder(settings, embedder)
         tell(0.9, f"embedding {len(texts)} sentences")
         new_vectors = embedder.embed(list(texts), batch_size=settings.embed_batch_size)
     report.embedded_sentences = len(texts)
@@ -565,7 +575,7 @@ def _vocabulary(
     new = [w for w in words if w not in known]
     vectors = np.zeros((len(words), dimension), np.float32)
     if new:
-        embedder = embedder or load_embedder(settings.embed_model)
+        embedder = document_embedder(settings, embedder)
         fresh = dict(zip(new, embedder.embed(new, batch_size=max(settings.embed_batch_size, 256))))
     for row, word in enumerate(words):
         vectors[row] = previous.vocabulary.vectors[known[word]] if word in known else fresh[word]
