@@ -259,6 +259,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not questions:
         console.print(f"error: {args.questions} has no questions", markup=False)
         return 1
+    if args.backends:
+        from rag import bench_backends
+
+        results = bench_backends.run_backends(corpus, questions, requests=args.requests, base=_settings(args))
+        print(f"`rag bench --backends --corpus {corpus} --questions {args.questions} --requests {args.requests}` "
+              f"({os.cpu_count()} cores; Milvus Lite file vs the local store, same run)\n")
+        print(bench_backends.table(results))
+        return 0
     parts = [part.strip() for value in (args.only or [",".join(bench.PARTS)]) for part in value.split(",") if part.strip()]
     unknown = sorted(set(parts) - set(bench.PARTS))
     if unknown:
@@ -333,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, nargs="*", metavar="N",
                    help="instead: the store at N chunks (default 10000 100000): size, build, load, RSS, query "
                    "p50/p95, recall@10 against exact search (rag/bench_scale.py)")
+    p.add_argument("--backends", action="store_true",
+                   help="instead: the local store beside Milvus Lite (store_backend=milvus) on --corpus: ingest "
+                   "(first, one file changed, nothing changed), opening, ask p50/p95 (rag/bench_backends.py)")
     p.add_argument("--embed", type=int, default=4096,
                    help="with --scale: most real embedded vectors (cached); the rest are synthesised (default 4096)")
     p.set_defaults(func=cmd_bench)

@@ -42,7 +42,6 @@ from rag.chunking import Chunk
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
-logging.getLogger("pymilvus").setLevel(logging.ERROR)  # its query iterator warns on every Milvus Lite scan
 # Milvus Lite serves pymilvus from a gRPC server in this process, which logs a traceback for each call it does not
 # implement (the query iterator asks for a timestamp, then goes on without one).
 logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
@@ -84,6 +83,8 @@ def client(settings: Settings):  # -> pymilvus.MilvusClient (imported here: pymi
             except ImportError as err:
                 raise store.IndexProblem(
                     "store_backend='milvus' needs pymilvus and milvus-lite: pip install -e '.[scale]'") from err
+            # After the import, which sets its logger up: its query iterator warns on every Milvus Lite scan.
+            logging.getLogger("pymilvus").setLevel(logging.ERROR)
             if not is_server(uri):
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
             try:
