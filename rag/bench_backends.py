@@ -54,8 +54,11 @@ def run_backends(corpus: Path, questions: Sequence[str], requests: int = 100, ba
     from rag.chat import Assistant
     from rag.embedding import Embedder
 
+    from rag.embedding import load_query_encoder
+
     base = base or Settings()
     embedder = Embedder(base.embed_model)
+    load_query_encoder(base)  # shared by both Assistants: loading it is in neither's opening time
     results: dict[str, dict[str, float]] = {}
     assistants = {}
     with tempfile.TemporaryDirectory(prefix="rag-bench-backends-") as tmp:
@@ -92,3 +95,52 @@ def table(results: dict[str, dict[str, float]]) -> str:
         digits = 0 if name == "chunks" else (1 if "ms" in name else 2)
         rows.append(f"| {name} | {local[name]:,.{digits}f} | {remote[name]:,.{digits}f} | {ratio} |")
     return "\n".join(rows)
+
+
+def run_scale(n: int, base: Settings | None = None, embed: int = 4096, requests: int = 50,
+              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, dict[str, float]]:
+    """Both back ends at `n` chunks of rag bench --scale's corpus (real text; `embed` real vectors, the rest
+    synthesised around them, see rag/bench_scale.py): writing the whole index, opening the Assistant, and
+    `Assistant.ask` p50/p95 over `requests` real eval questions asked of both in turns."""
+    from rag import backends, scale_data, store
+    from rag.backends import milvus
+    from rag.bench_scale import build_corpus
+    from rag.chat import Assistant
+
+    from rag.embedding import load_query_encoder
+
+    base = base or Settings()
+    load_query_encoder(base)  # shared by both Assistants: loading it is in neither's opening time
+    texts = scale_data.passages()
+    real = scale_data.embedded([t for _, t in texts[: min(embed, n)]], base.embed_model, log=log)
+    questions = scale_data.queries()[:requests]
+    documents, ids, vectors, chunks, sentences, vocabulary = build_corpus(n, real, texts)
+    results: dict[str, dict[str, float]] = {}
+    assistants = {}
+    with tempfile.TemporaryDirectory(prefix="rag-bench-backends-") as tmp:
+        for backend in BACKENDS:
+            settings = base.model_copy(update={"index_dir": Path(tmp) / backend, "store_backend": backend,
+                                               "milvus_uri": ""})
+            manifest = store.Manifest(signature=settings.index_signature(), dimension=vectors.shape[1],
+                                      documents=documents, skipped=[], next_id=n)
+            log(f"{backend}: writing {n:,} chunks")
+            started = time.perf_counter()
+            backends.write_and_publish(settings, manifest, ids, vectors, chunks, sentences, vocabulary, None)
+            results[backend] = {"chunks": n, "write the whole index (s)": time.perf_counter() - started}
+            started = time.perf_counter()
+            assistants[backend] = Assistant(settings)
+            results[backend]["open the Assistant (s)"] = time.perf_counter() - started
+            for question in questions[:3]:
+                assistants[backend].ask(question)
+        log(f"{len(questions)} questions to each back end, in turns")
+        latencies: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
+        for question in questions:
+            for backend in BACKENDS:
+                started = time.perf_counter()
+                assistants[backend].ask(question)
+                latencies[backend].append((time.perf_counter() - started) * 1000)
+        for backend in BACKENDS:
+            results[backend]["ask p50 (ms)"] = percentile(latencies[backend], 50)
+            results[backend]["ask p95 (ms)"] = percentile(latencies[backend], 95)
+        milvus.close_clients()
+    return results

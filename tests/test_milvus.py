@@ -221,3 +221,22 @@ def test_both_back_ends_answer_every_shipped_question_alike(shipped_both, embedd
         ours, theirs = local.ask(item["question"]), remote.ask(item["question"])
         assert (theirs.text, theirs.refused) == (ours.text, ours.refused), item["id"]
         assert [c.chunk_id for c in theirs.citations] == [c.chunk_id for c in ours.citations], item["id"]
+
+
+def test_an_all_stopword_chunk_is_indexed_and_counted_as_bm25_does(tmp_path: Path, embedder: Embedder) -> None:
+    """A chunk with no BM25 token still needs a sparse row (Milvus refuses an all-zero one) and counts in the
+    chunk count and average length, as in the local store's bm25s index."""
+    files = {**TINY_CORPUS, "filler.txt": "It is what it is, and that is that."}
+    corpus = write_corpus(tmp_path / "corpus", files)
+    local = Settings(corpus_dir=corpus, index_dir=tmp_path / "local")
+    ingest(local, embedder=embedder)
+    settings = milvus_settings(tmp_path, corpus)
+    assert ingest(settings, embedder=embedder).added == sorted(files)
+
+    reader, snapshot = milvus.open_reader(settings), store.load(local.index_dir, local.index_signature())
+    assert reader.stats.chunks == 4 and reader.stats.total_length == sum(
+        max(len(t), 1) for t in store.bm25_tokens([c.text for _, c in snapshot.iter_chunks()]))
+    tokens = store.bm25_tokens(["How long do domestic cats sleep?"])[0]
+    theirs, ours = reader.keyword_search(tokens, 4), snapshot.keyword_search(tokens, 4)
+    assert [i for i, _ in theirs] == [i for i, _ in ours] == snapshot.manifest.documents["cats.html"].chunk_ids
+    assert [s for _, s in theirs] == pytest.approx([s for _, s in ours], rel=1e-5)

@@ -39,6 +39,7 @@ import numpy as np
 
 from rag import dense, store
 from rag.chunking import Chunk
+from rag.language import get_language
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ SENTENCE_SHIFT = 16  # a sentence's id is chunk_id << 16 | its position in the c
 MAX_VARCHAR = 65_535  # bytes in a Milvus VARCHAR
 MAX_LIMIT = 16_384  # Milvus's largest top-k
 BATCH = 1_000  # rows per insert or delete
+SCAN_BATCH = 10_000  # rows per page when reading a collection whole (Milvus returns at most 16,384)
+EMPTY_DIMENSION = 2**31
 K1, B = 1.5, 0.75  # bm25s's defaults, which the local store's index uses (method "lucene")
 
 
@@ -155,7 +158,9 @@ class TermStats:
         for term, tf in Counter(doc).items():
             index = term_index(term)
             weights[index] = weights.get(index, 0.0) + tf / (tf + norm)
-        return weights or {0: 0.0}  # Milvus wants a non-empty sparse row; 0 never scores
+        # Milvus wants a non-zero weight in every sparse row: an all-stopword chunk gets one on a dimension no term
+        # hashes to (term_index keeps 31 bits), which no question's vector has.
+        return weights or {EMPTY_DIMENSION: 1e-30}
 
     def score(self, query: list[str], doc: list[str]) -> float:
         """BM25 as bm25s scores it: every query token (repeats too) that the chunk has adds idf x tf part."""
@@ -225,6 +230,7 @@ class MilvusReader:
         self._chunks: dict[int, Chunk] = {}  # read so far (a version's chunks never change)
         self._sentences: dict[int, list[tuple[int, int, np.ndarray]]] = {}
         self._words: dict[str, np.ndarray | None] = {}
+        self._recent: list[int] = []  # the top chunks of the last searches, whose sentences are read next
         for name in self.names.all():
             self._client.load_collection(name)
 
@@ -254,7 +260,7 @@ class MilvusReader:
         return iter(sorted(found.items(), key=lambda item: store.chunk_order(item[1])))
 
     def _scan(self, collection: str, fields: list[str]) -> Iterator[dict]:
-        iterator = self._client.query_iterator(collection, batch_size=BATCH, filter="", output_fields=fields)
+        iterator = self._client.query_iterator(collection, batch_size=SCAN_BATCH, filter="", output_fields=fields)
         try:
             while batch := iterator.next():
                 yield from batch
@@ -277,7 +283,9 @@ class MilvusReader:
     def dense_search(self, vector: np.ndarray, k: int, nprobe: int | None) -> list[tuple[int, float]]:
         params = {"metric_type": "COSINE", "params": {"nprobe": nprobe} if nprobe else {}}
         hits = self._search("vector", np.asarray(vector, np.float32), k, ["text", "meta"], params)
-        return [(int(hit["id"]), float(hit["distance"])) for hit in hits[:k]]
+        found = [(int(hit["id"]), float(hit["distance"])) for hit in hits[:k]]
+        self._recent = [cid for cid, _ in found[: self.settings.evidence_chunks]]  # a new question: see _prefetch
+        return found
 
     def keyword_search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
         query = Counter(t for t in tokens if t in self.stats.df)
@@ -290,6 +298,7 @@ class MilvusReader:
         scored = [(int(hit["id"]), self.stats.score(tokens, hit["entity"]["tokens"].split())) for hit in hits]
         scored = [(cid, s) for cid, s in scored if s > 0]
         scored.sort(key=lambda item: (-item[1], store.chunk_order(self._chunks[item[0]])))
+        self._recent += [cid for cid, _ in scored[: self.settings.evidence_chunks] if cid not in self._recent]
         return scored[:k]
 
     def term_stats(self) -> tuple[Mapping[str, int], int]:
@@ -297,16 +306,46 @@ class MilvusReader:
 
     def sentence_rows(self, chunk_id: int) -> list[tuple[int, int, np.ndarray]]:
         if chunk_id not in self._sentences:
-            rows = self._client.query(self.names.sentences, filter=f"chunk_id == {int(chunk_id)}",
-                                      output_fields=["id", "start", "end", "vector"])
-            self._sentences[chunk_id] = [(int(r["start"]), int(r["end"]), np.asarray(r["vector"], np.float32))
-                                         for r in sorted(rows, key=lambda r: r["id"])]
+            self._prefetch([chunk_id, *(c for c in self._recent if c != chunk_id and c not in self._sentences)])
         return self._sentences[chunk_id]
+
+    def _prefetch(self, chunk_ids: list[int]) -> None:
+        """The sentences of these chunks, and the vectors of their words, in two Milvus calls.
+
+        Why: the answerer reads the sentences of the top chunks one chunk at a time, and then looks up the words
+        of those sentences one word at a time; a Milvus call costs milliseconds (3-5 ms with Milvus Lite here, a
+        network round trip with a server), and per-call lookups made an answer 50-odd calls. The top chunks of
+        the last dense and keyword searches are fetched together, since the answerer's chunks are among them.
+        """
+        if len(self._sentences) > 20_000 or len(self._words) > 200_000:
+            self._sentences.clear()
+            self._words.clear()
+        rows = self._client.query(self.names.sentences, filter=f"chunk_id in {[int(c) for c in chunk_ids]}",
+                                  output_fields=["id", "chunk_id", "start", "end", "vector"])
+        grouped: dict[int, list[dict]] = {int(c): [] for c in chunk_ids}
+        for row in rows:
+            grouped[int(row["chunk_id"])].append(row)
+        for cid, found in grouped.items():
+            self._sentences[cid] = [(int(r["start"]), int(r["end"]), np.asarray(r["vector"], np.float32))
+                                    for r in sorted(found, key=lambda r: r["id"])]
+        language = get_language(self.settings.language)
+        words = sorted({w for c in chunk_ids if c in self._chunks for w in language.corpus_words(self._chunks[c].text)
+                        if w not in self._words and _word_ok(w)})
+        self._fetch_words(words)
+
+    def _fetch_words(self, words: list[str]) -> None:
+        for start in range(0, len(words), BATCH):
+            part = words[start : start + BATCH]
+            found = {r["word"]: np.asarray(r["vector"], np.float32)
+                     for r in self._client.get(self.names.words, ids=part, output_fields=["vector"])}
+            for word in part:
+                self._words[word] = found.get(word)
 
     def word_vector(self, word: str) -> np.ndarray | None:
         if word not in self._words:
-            rows = self._client.get(self.names.words, ids=[word], output_fields=["vector"]) if _word_ok(word) else []
-            self._words[word] = np.asarray(rows[0]["vector"], np.float32) if rows else None
+            if not _word_ok(word):
+                return None
+            self._fetch_words([word])
         return self._words[word]
 
     def vector(self, chunk_id: int) -> np.ndarray:
