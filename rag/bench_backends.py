@@ -74,17 +74,22 @@ def run_backends(corpus: Path, questions: Sequence[str], requests: int = 100, ba
             for question in questions[:3]:  # warm: first-call imports and caches
                 assistants[backend].ask(question)
         log(f"{requests} questions to each back end, in turns")
-        latencies: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
-        for n in range(requests):
-            for backend in BACKENDS:
-                started = time.perf_counter()
-                assistants[backend].ask(questions[n % len(questions)])
-                latencies[backend].append((time.perf_counter() - started) * 1000)
-        for backend in BACKENDS:
-            results[backend]["ask p50 (ms)"] = percentile(latencies[backend], 50)
-            results[backend]["ask p95 (ms)"] = percentile(latencies[backend], 95)
+        ask_in_turns(assistants, [questions[n % len(questions)] for n in range(requests)], results)
         milvus.close_clients()
     return results
+
+
+def ask_in_turns(assistants: dict, questions: Sequence[str], results: dict[str, dict[str, float]]) -> None:
+    """Each question asked of every back end in turn, so both latencies are measured under the same load."""
+    latencies: dict[str, list[float]] = {backend: [] for backend in assistants}
+    for question in questions:
+        for backend, assistant in assistants.items():
+            started = time.perf_counter()
+            assistant.ask(question)
+            latencies[backend].append((time.perf_counter() - started) * 1000)
+    for backend, values in latencies.items():
+        results[backend]["ask p50 (ms)"] = percentile(values, 50)
+        results[backend]["ask p95 (ms)"] = percentile(values, 95)
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
@@ -133,14 +138,6 @@ def run_scale(n: int, base: Settings | None = None, embed: int = 4096, requests:
             for question in questions[:3]:
                 assistants[backend].ask(question)
         log(f"{len(questions)} questions to each back end, in turns")
-        latencies: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
-        for question in questions:
-            for backend in BACKENDS:
-                started = time.perf_counter()
-                assistants[backend].ask(question)
-                latencies[backend].append((time.perf_counter() - started) * 1000)
-        for backend in BACKENDS:
-            results[backend]["ask p50 (ms)"] = percentile(latencies[backend], 50)
-            results[backend]["ask p95 (ms)"] = percentile(latencies[backend], 95)
+        ask_in_turns(assistants, questions, results)
         milvus.close_clients()
     return results
