@@ -33,6 +33,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -202,12 +203,16 @@ def _read_state(settings: Settings, version: str) -> dict:
 
 
 def _chunk_of(row: dict) -> Chunk:
-    return Chunk(text=row["text"], **row["meta"])
+    meta = {k: v for k, v in row["meta"].items() if k != "sentences"}
+    return Chunk(text=row["text"], **meta)
 
 
-def _chunk_row(chunk_id: int, chunk: Chunk, vector: np.ndarray, tokens: list[str], stats: TermStats) -> dict:
+def _chunk_row(chunk_id: int, chunk: Chunk, vector: np.ndarray, tokens: list[str], stats: TermStats,
+               sentences: int = 0) -> dict:
+    """A chunk's row; meta also holds how many sentence rows it has, so they are read by primary key."""
     meta = chunk.to_json()
     text = meta.pop("text")
+    meta["sentences"] = sentences
     if len(text.encode("utf-8")) > MAX_VARCHAR:
         raise store.IndexProblem(
             f"a chunk of {chunk.source} holds {len(text.encode('utf-8')):,} bytes of text; a Milvus VARCHAR holds "
@@ -231,6 +236,7 @@ class MilvusReader:
         self._sentences: dict[int, list[tuple[int, int, np.ndarray]]] = {}
         self._words: dict[str, np.ndarray | None] = {}
         self._recent: list[int] = []  # the top chunks of the last searches, whose sentences are read next
+        self._sentence_counts: dict[int, int] = {}  # chunk id -> its sentence rows (ids chunk_id << 16 | n)
         for name in self.names.all():
             self._client.load_collection(name)
 
@@ -253,6 +259,7 @@ class MilvusReader:
             self._chunks.clear()
         for row in rows:
             self._chunks[int(row["id"])] = _chunk_of(row)
+            self._sentence_counts[int(row["id"])] = int(row["meta"].get("sentences", 0))
 
     def iter_chunks(self) -> Iterator[tuple[int, Chunk]]:
         found = {int(row["id"]): _chunk_of(row)
@@ -320,11 +327,16 @@ class MilvusReader:
         if len(self._sentences) > 20_000 or len(self._words) > 200_000:
             self._sentences.clear()
             self._words.clear()
-        rows = self._client.query(self.names.sentences, filter=f"chunk_id in {[int(c) for c in chunk_ids]}",
-                                  output_fields=["id", "chunk_id", "start", "end", "vector"])
+        for cid in chunk_ids:
+            if cid not in self._sentence_counts:
+                self.chunk(cid)  # reads its row, and with it its sentence count
+        # By primary key: a filter on chunk_id scans the collection in Milvus Lite (55 ms at 10,000 chunks).
+        keys = [(int(c) << SENTENCE_SHIFT) | n for c in chunk_ids for n in range(self._sentence_counts[c])]
         grouped: dict[int, list[dict]] = {int(c): [] for c in chunk_ids}
-        for row in rows:
-            grouped[int(row["chunk_id"])].append(row)
+        for start in range(0, len(keys), BATCH):
+            for row in self._client.get(self.names.sentences, ids=keys[start : start + BATCH],
+                                        output_fields=["chunk_id", "start", "end", "vector"]):
+                grouped[int(row["chunk_id"])].append(row)
         for cid, found in grouped.items():
             self._sentences[cid] = [(int(r["start"]), int(r["end"]), np.asarray(r["vector"], np.float32))
                                     for r in sorted(found, key=lambda r: r["id"])]
@@ -374,9 +386,10 @@ def open_reader(settings: Settings) -> MilvusReader:
 
 
 def materialise(settings: Settings) -> store.IndexSnapshot:
-    """The live version read whole out of Milvus, for ingest to carry unchanged chunks, vectors, sentences and
-    words over (as it does from the local store). Rows that are not in the live manifest (left by a writer
-    that died before deleting them, or before publishing) are deleted here."""
+    """The live version read out of Milvus, for ingest to carry unchanged chunks, vectors, sentences and words
+    over (as it does from the local store): chunks and vectors now, sentences and words when first used. Chunk
+    rows that are not in the live manifest (left by a writer that died before deleting them, or before
+    publishing) are deleted here with their sentences."""
     reader = open_reader(settings)
     c, names = reader._client, reader.names
     chunks: dict[int, Chunk] = {}
@@ -394,33 +407,52 @@ def materialise(settings: Settings) -> store.IndexSnapshot:
         raise store.IndexCorrupt(f"Milvus collection {names.chunks} lacks chunks {missing} of index version "
                                  f"{reader.version}: run `rag ingest --rebuild`")
     order = sorted(chunks, key=lambda i: store.chunk_order(chunks[i]))
-    position = {cid: n for n, cid in enumerate(order)}
-    sentence_rows = []
-    stale_sentences: list[int] = []
-    for row in reader._scan(names.sentences, ["id", "chunk_id", "start", "end", "vector"]):
-        if int(row["chunk_id"]) in chunks:
-            sentence_rows.append(row)
-        else:
-            stale_sentences.append(int(row["id"]))
-    sentence_rows.sort(key=lambda r: (position[int(r["chunk_id"])], int(r["id"])))
     dimension = reader.manifest.dimension
-    sentences = (store.SentenceIndex(np.array([r["chunk_id"] for r in sentence_rows], np.int64),
-                                     np.array([(r["start"], r["end"]) for r in sentence_rows], np.int32),
-                                     np.array([r["vector"] for r in sentence_rows], np.float32))
-                 if sentence_rows else store.SentenceIndex.empty(dimension))
-    words = sorted((str(r["word"]), r["vector"]) for r in reader._scan(names.words, ["word", "vector"]))
-    vocabulary = store.Vocabulary([w for w, _ in words], np.array([v for _, v in words], np.float32).reshape(-1, dimension))
     ids = np.array(order, np.int64)
     matrix = np.array([vectors[i] for i in order], np.float32).reshape(-1, dimension)
-    index = dense.build(dimension, ids, matrix, dense.DenseParams.exact())
-    if stale or stale_sentences:
-        log.warning("deleting %d chunk rows and %d sentence rows from Milvus that no published version holds",
-                    len(stale), len(stale_sentences))
+    if stale:
+        log.warning("deleting %d chunk rows from Milvus that no published version holds, and their sentences",
+                    len(stale))
+        _delete_sentences(c, names.sentences, stale)
         _delete_ids(c, names.chunks, stale)
-        _delete_ids(c, names.sentences, stale_sentences)
     # bm25 is not built: ingest only copies from this snapshot; answering reads Milvus through MilvusReader.
-    return store.IndexSnapshot(reader.version, reader.manifest, index, {i: chunks[i] for i in order}, None,  # type: ignore[arg-type]
-                               order, sentences, vocabulary)
+    return _Materialised(reader, dense.build(dimension, ids, matrix, dense.DenseParams.exact()),
+                         {i: chunks[i] for i in order})
+
+
+class _Materialised(store.IndexSnapshot):
+    """A snapshot whose sentences and words are read from Milvus on first use: an ingest that changes nothing
+    reads neither (reading a corpus's words made a no-change ingest of BlockchainSolana take a second)."""
+
+    def __init__(self, reader: MilvusReader, index, chunks: dict[int, Chunk]) -> None:
+        # Not the dataclass __init__: `sentences` and `vocabulary` are the cached properties below.
+        self.version, self.manifest, self.faiss_index, self.chunks = reader.version, reader.manifest, index, chunks
+        self.bm25, self.bm25_ids = None, list(chunks)  # type: ignore[assignment]
+        self._reader = reader
+
+    @cached_property
+    def sentences(self) -> store.SentenceIndex:  # type: ignore[override]
+        position = {cid: n for n, cid in enumerate(self.chunks)}
+        rows = sorted((r for r in self._reader._scan(self._reader.names.sentences,
+                                                     ["id", "chunk_id", "start", "end", "vector"])
+                       if int(r["chunk_id"]) in position), key=lambda r: (position[int(r["chunk_id"])], int(r["id"])))
+        if not rows:
+            return store.SentenceIndex.empty(self.manifest.dimension)
+        return store.SentenceIndex(np.array([r["chunk_id"] for r in rows], np.int64),
+                                   np.array([(r["start"], r["end"]) for r in rows], np.int32),
+                                   np.array([r["vector"] for r in rows], np.float32))
+
+    @cached_property
+    def vocabulary(self) -> store.Vocabulary:  # type: ignore[override]
+        words = sorted((str(r["word"]), r["vector"]) for r in self._reader._scan(self._reader.names.words,
+                                                                                   ["word", "vector"]))
+        return store.Vocabulary([w for w, _ in words],
+                                np.array([v for _, v in words], np.float32).reshape(-1, self.manifest.dimension))
+
+
+def _delete_sentences(c, collection: str, chunk_ids: list[int]) -> None:
+    for start in range(0, len(chunk_ids), BATCH):
+        c.delete(collection, filter=f"chunk_id in {chunk_ids[start : start + BATCH]}")
 
 
 def _delete_ids(c, collection: str, ids: list) -> None:
@@ -513,9 +545,10 @@ def write(
     tokens_of = dict(zip(added, added_tokens))
     if renamed:
         tokens_of.update(zip(renamed, store.bm25_tokens([chunks[i].text for i in renamed])))
-    rows = [_chunk_row(i, chunks[i], vectors[row_of[i]], tokens_of[i], stats) for i in added + renamed]
-    _upsert(c, names.chunks, rows)
     by_chunk = sentences.rows_by_chunk
+    rows = [_chunk_row(i, chunks[i], vectors[row_of[i]], tokens_of[i], stats, len(by_chunk.get(i, ())))
+            for i in added + renamed]
+    _upsert(c, names.chunks, rows)
     sentence_rows = [
         {"id": (cid << SENTENCE_SHIFT) | n, "chunk_id": cid, "start": int(sentences.spans[r][0]),
          "end": int(sentences.spans[r][1]), "vector": sentences.vectors[r]}
@@ -525,6 +558,7 @@ def write(
     old_words = set(previous.vocabulary.words) if previous is not None else set()
     _upsert(c, names.words, [{"word": w, "vector": vocabulary.vectors[n]} for n, w in enumerate(vocabulary.words)
                              if w not in old_words and _word_ok(w)])
+    _flush(c, names)
     store.pause_point("written")
 
     # (2) the manifest, published atomically
@@ -539,15 +573,21 @@ def write(
     name = store.new_version(folder, fill)
     store.publish(folder, name)
 
-    # (3) old rows
+    # (3) old rows: sentences first, so a writer killed here leaves chunk rows that name what is left to delete
+    _delete_sentences(c, names.sentences, gone)
     _delete_ids(c, names.chunks, gone)
-    if gone:
-        for start in range(0, len(gone), BATCH):
-            c.delete(names.sentences, filter=f"chunk_id in {gone[start : start + BATCH]}")
     new_words = set(vocabulary.words)
     _delete_ids(c, names.words, sorted(w for w in old_words - new_words if _word_ok(w)))
+    _flush(c, names)
     _drop_other_generations(c, settings.milvus_collection, generation)
     return name
+
+
+def _flush(c, names: Names) -> None:
+    """Seal what was written into indexed segments. Why: Milvus Lite searches unflushed rows by scanning them in
+    Python; at 10,000 chunks a dense search took 470 ms and a BM25 one 1.6 s before a flush, 16 and 11 ms after."""
+    for name in names.all():
+        c.flush(name)
 
 
 def _drop_other_generations(c, prefix: str, generation: str) -> None:
