@@ -40,6 +40,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from rag.embedding import EmbedderError
     from rag.ingest import IngestError, check, ingest
 
     settings = _settings(args)
@@ -52,7 +53,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1 if drift else 0
     try:
         report = ingest(settings, rebuild=args.rebuild)
-    except IngestError as err:
+    except (IngestError, EmbedderError) as err:  # EmbedderError: the model, or Ray for RAG_EMBED_BACKEND=ray
         say(str(err), "[red]error:[/]")
         return 1
     for skipped in report.skipped:

@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from rag.embedding import Embedder, load_embedder
+from rag.embedding import Embedder, EmbedderError, load_embedder
 from rag.settings import Settings
 
 
@@ -33,9 +33,18 @@ class _EmbedActor:
         return self.embedder.embed(texts, batch_size=batch_size)
 
 
+def _ray():
+    try:
+        import ray
+    except ImportError as err:
+        raise EmbedderError("RAG_EMBED_BACKEND=ray needs Ray: pip install -e '.[scale]' (or set "
+                            "RAG_EMBED_BACKEND=local)") from err
+    return ray
+
+
 def start_ray(settings: Settings) -> None:
     """Connect to settings.ray_address, or start a local Ray just big enough for the actors."""
-    import ray
+    ray = _ray()
 
     if ray.is_initialized():
         return
@@ -50,8 +59,7 @@ class RayEmbedder:
     """The Embedder interface, embedding on Ray actors; tokenizing (for chunking) stays in this process."""
 
     def __init__(self, settings: Settings, local: Embedder | None = None) -> None:
-        import ray
-
+        ray = _ray()
         start_ray(settings)
         self._local = local or load_embedder(settings.embed_model)
         self.name = self._local.name
