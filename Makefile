@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 EXTRAS_RUN := llm
-EXTRAS_TEST := llm,dev,llamacpp
+EXTRAS_TEST := llm,dev,llamacpp,scale
 # llama.cpp is compiled for the AVX2 baseline, not -march=native: a native build on a CPU that reports AMX
 # (e.g. in a Firecracker VM without AMX state enabled) dies with "Illegal instruction" on the first token.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON

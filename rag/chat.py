@@ -15,11 +15,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag import store
+from rag import backends, store
 from rag.answer import ExtractiveAnswerer
 from rag.embedding import Embedder, QueryEncoder, load_query_encoder
 from rag.followup import condense, is_follow_up, last_query, llm_condense  # noqa: F401 (re-exported)
 from rag.generate import GroundedAnswerer
+from rag.index_reader import IndexReader
 from rag.language import get_language
 from rag.llm import describe_failure, open_llm
 from rag.question import analyse
@@ -45,10 +46,10 @@ class Assistant:
         """`llm` overrides the one settings.llm_backend would make (tests load a model once and share it)."""
         self.settings = settings
         self._lock = threading.Lock()
-        self._snapshot: store.IndexSnapshot | None = None
+        self._snapshot: IndexReader | None = None
         self._retriever: Retriever | None = None
         # Open the index before the model: a missing index is reported without waiting for the model.
-        snapshot = store.load(settings.index_dir, settings.index_signature())
+        snapshot = backends.open_index(settings)  # settings.store_backend: local files or Milvus
         self.embedder = embedder or load_query_encoder(settings)  # numpy: a question never imports torch
         self._install(snapshot)
         self.llm, self.llm_problem = (llm, None) if llm is not None else open_llm(settings)
@@ -64,7 +65,7 @@ class Assistant:
         return cls(settings)
 
     @property
-    def snapshot(self) -> store.IndexSnapshot:
+    def snapshot(self) -> IndexReader:
         assert self._snapshot is not None
         return self._snapshot
 
@@ -75,20 +76,20 @@ class Assistant:
         answering from the snapshot they have, and a question in flight keeps its snapshot to the end.
         """
         current = self._retriever
-        live = store.current_version(self.settings.index_dir)
+        live = backends.live_version(self.settings)
         if current is not None and (live is None or live == current.snapshot.version):
             return current
         if not self._lock.acquire(blocking=current is None):
             return current  # another thread is loading the new version
         try:
             if self._retriever is current:  # nobody switched while we waited for the lock
-                self._install(store.load(self.settings.index_dir, self.settings.index_signature()))
+                self._install(backends.open_index(self.settings))
             assert self._retriever is not None
             return self._retriever
         finally:
             self._lock.release()
 
-    def _install(self, snapshot: store.IndexSnapshot) -> None:
+    def _install(self, snapshot: IndexReader) -> None:
         store.check_signature(snapshot.manifest, self.settings.index_signature(), self.embedder.dimension)
         self._snapshot = snapshot
         self._retriever = Retriever(snapshot, self.embedder, self.settings)

@@ -40,6 +40,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from rag.embedding import EmbedderError
     from rag.ingest import IngestError, check, ingest
 
     settings = _settings(args)
@@ -52,7 +53,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1 if drift else 0
     try:
         report = ingest(settings, rebuild=args.rebuild)
-    except IngestError as err:
+    except (IngestError, EmbedderError) as err:  # EmbedderError: the model, or Ray for RAG_EMBED_BACKEND=ray
         say(str(err), "[red]error:[/]")
         return 1
     for skipped in report.skipped:
@@ -238,6 +239,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rag import bench
     from rag.evaluation import EvalError, load_eval_file
 
+    if args.scale is not None and args.backends:
+        from rag import bench_backends
+
+        for n in args.scale or [10_000]:
+            results = bench_backends.run_scale(n, _settings(args), embed=args.embed, requests=min(args.requests, 100))
+            print(f"`rag bench --backends --scale {n} --embed {args.embed} --requests {args.requests}` "
+                  f"({os.cpu_count()} cores; Milvus Lite file vs the local store, same run; chunks are real text, "
+                  "vectors beyond the real embedded ones synthesised)\n")
+            print(bench_backends.table(results) + "\n")
+        return 0
     if args.scale is not None:
         from rag import bench_scale
 
@@ -259,6 +270,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not questions:
         console.print(f"error: {args.questions} has no questions", markup=False)
         return 1
+    if args.backends:
+        from rag import bench_backends
+
+        results = bench_backends.run_backends(corpus, questions, requests=args.requests, base=_settings(args))
+        print(f"`rag bench --backends --corpus {corpus} --questions {args.questions} --requests {args.requests}` "
+              f"({os.cpu_count()} cores; Milvus Lite file vs the local store, same run)\n")
+        print(bench_backends.table(results))
+        return 0
     parts = [part.strip() for value in (args.only or [",".join(bench.PARTS)]) for part in value.split(",") if part.strip()]
     unknown = sorted(set(parts) - set(bench.PARTS))
     if unknown:
@@ -333,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, nargs="*", metavar="N",
                    help="instead: the store at N chunks (default 10000 100000): size, build, load, RSS, query "
                    "p50/p95, recall@10 against exact search (rag/bench_scale.py)")
+    p.add_argument("--backends", action="store_true",
+                   help="instead: the local store beside Milvus Lite (store_backend=milvus) on --corpus: ingest "
+                   "(first, one file changed, nothing changed), opening, ask p50/p95 (rag/bench_backends.py)")
     p.add_argument("--embed", type=int, default=4096,
                    help="with --scale: most real embedded vectors (cached); the rest are synthesised (default 4096)")
     p.set_defaults(func=cmd_bench)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import store
+from rag import backends, store
 from rag.chunking import Chunk, Chunker, DocumentTooLong
 from rag.dense import DenseParams
 from rag.embedding import Embedder, load_embedder
@@ -189,7 +189,7 @@ def _previous_state(
     """The live manifest (for the diff and next_id), the snapshot to copy vectors from, and why, if
     there is no snapshot to copy from although there is an index, everything is re-embedded."""
     try:
-        manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
+        manifest = backends.read_manifest(settings)
     except store.IndexProblem as err:
         log.warning("re-embedding everything: %s", err)
         return None, None, str(err)
@@ -198,7 +198,9 @@ def _previous_state(
     if rebuild:
         return manifest, None, "rebuild requested"
     try:
-        snapshot = store.load(settings.index_dir, settings.index_signature())
+        snapshot = backends.load_for_update(settings)
+    except store.IndexUnavailable:
+        raise  # not a reason to re-embed: the writer could not write either
     except store.IndexProblem as err:
         log.warning("re-embedding everything: %s", err)
         return manifest, None, str(err)
@@ -231,11 +233,14 @@ def ingest(
     try:
         with writer_lock(settings.index_dir, wait):
             store.pause_point("locked")
-            cleaned = store.cleanup(settings.index_dir)
+            cleaned = backends.cleanup(settings)
             if cleaned:
                 log.warning("removed leftovers of an interrupted ingest in %s: %s", settings.index_dir,
                             ", ".join(cleaned))
-            report = _ingest_locked(settings, rebuild, embedder, progress)
+            try:
+                report = _ingest_locked(settings, rebuild, embedder, progress)
+            except store.IndexUnavailable as err:
+                raise IngestError(f"{err}; the index already there is unchanged") from err
             report.cleaned = cleaned
     except OSError as err:  # corpus files that cannot be read are skipped inside: this is about index/
         if not _writing_index(err, settings.index_dir):
@@ -379,12 +384,11 @@ def _ingest_locked(
         segment = store.SegmentData(np.array(order, dtype=np.int64), rows, np.stack([vectors[i] for i in order]),
                                     spans, sentence_vectors, words, word_vectors)
     dense_params = DenseParams.from_settings(settings)
-    report.version = store.write_change(settings.index_dir, previous, manifest, segment, dense_params)
-    store.pause_point("written")
-    tell(0.95, "publishing")
-    store.publish(settings.index_dir, report.version)
+    tell(0.95, "writing and publishing")
+    report.version = backends.write_and_publish(settings, previous, manifest, segment, dense_params)
     report.published = True
-    report.merged = _merge(settings, dense_params)
+    if settings.store_backend == "local":  # Milvus compacts its own segments
+        report.merged = _merge(settings, dense_params)
     if report.merged:
         report.version = store.current_version(settings.index_dir)
     tell(1.0, "done")
@@ -408,6 +412,16 @@ def _merge(settings: Settings, dense_params: DenseParams) -> list[list[str]]:
         merged.append(names)
         del snapshot
     return merged
+
+
+def document_embedder(settings: Settings, embedder: Embedder | None) -> Embedder:
+    """What embeds documents: `embedder` (tests pass one) or this process's model, or with
+    settings.embed_backend='ray' the same model on Ray actors (rag/ray_embed.py), which reuse `embedder` to tokenize."""
+    if settings.embed_backend == "ray":
+        from rag.ray_embed import ray_embedder
+
+        return ray_embedder(settings, embedder)  # type: ignore[return-value]  (the Embedder interface)
+    return embedder or load_embedder(settings.embed_model)
 
 
 def _load_and_embed(
@@ -454,7 +468,7 @@ def _load_and_embed(
     first = next(results, None)  # starts the workers; they parse on while the embedder loads
     if first is None:
         return {}
-    embedder = embedder or load_embedder(settings.embed_model)
+    embedder = document_embedder(settings, embedder)
     chunker = Chunker(embedder.tokenize, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens,
                       max_document_chars=settings.max_document_chars)
 
@@ -549,7 +563,7 @@ def _sentence_index(
             sources.append(source)
     new_vectors = np.zeros((0, dimension), np.float32)
     if texts:
-        embedder = embedder or load_embedder(settings.embed_model)
+        embedder = document_embedder(settings, embedder)
         tell(0.9, f"embedding {len(texts)} sentences")
         new_vectors = embedder.embed(list(texts), batch_size=settings.embed_batch_size)
     report.embedded_sentences = len(texts)
@@ -575,7 +589,7 @@ def _vocabulary(
     new = [w for w in words if w not in known]
     vectors = np.zeros((len(words), dimension), np.float32)
     if new:
-        embedder = embedder or load_embedder(settings.embed_model)
+        embedder = document_embedder(settings, embedder)
         fresh = dict(zip(new, embedder.embed(new, batch_size=max(settings.embed_batch_size, 256))))
     for row, word in enumerate(words):
         vectors[row] = known[word] if word in known else fresh[word]
@@ -588,11 +602,11 @@ def check(settings: Settings) -> list[str]:
     Reads only: the manifest, the index files' checksums, and the corpus files' hashes.
     """
     try:
-        manifest = store.read_manifest(settings.index_dir, list(settings.index_signature()))
+        manifest = backends.read_manifest(settings)
         if manifest is None:
-            return [f"no index in {settings.index_dir}: run `rag ingest`"]
+            return [f"no index in {backends.record_dir(settings)}: run `rag ingest`"]
         store.check_signature(manifest, settings.index_signature())
-        store.verify_files(settings.index_dir, store.current_version(settings.index_dir), manifest)
+        backends.verify(settings, manifest)
     except store.IndexProblem as err:
         return [str(err)]
     try:

@@ -181,6 +181,48 @@ class Settings(BaseSettings):
         "of a cited passage reaches this. Unsupported sentences are left out of the answer and flagged.",
     )
 
+    # Past one machine (README, "Running past one machine").
+    store_backend: Literal["local", "milvus"] = Field(
+        "local",
+        description="Where chunks, vectors, sentences and words live: 'local' is the FAISS + files store in "
+        "index_dir; 'milvus' is a Milvus database (milvus_uri), a file for Milvus Lite or a cluster. Either way "
+        "the manifest (documents, hashes, BM25 term statistics) stays in index_dir.",
+    )
+    milvus_uri: str = Field(
+        "",
+        description="The Milvus to use with store_backend='milvus': a file path for Milvus Lite (one process at a "
+        "time), or http://host:19530 for a Milvus server or cluster. Empty: the Milvus Lite file "
+        "<index_dir>/milvus.db.",
+    )
+    milvus_token: str = Field(
+        "", description="Credentials for a Milvus server ('user:password' or an API key); empty for none.",
+    )
+    milvus_collection: str = Field(
+        "rag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$",
+        description="Prefix of this index's Milvus collections (letters, digits, _), so several corpora can share "
+        "one Milvus.",
+    )
+    milvus_overfetch: int = Field(
+        4, ge=1, le=64,
+        description="Milvus returns this many times the candidates asked for, so that rows not live in the reader's "
+        "manifest (written by an ingest still running, or left for deletion) can be dropped and BM25 candidates "
+        "re-scored exactly with the current term statistics (their stored weights use the average chunk length "
+        "of the ingest that wrote them).",
+    )
+    embed_backend: Literal["local", "ray"] = Field(
+        "local",
+        description="What embeds documents at ingest: 'local' is this process's sentence-transformers model; "
+        "'ray' sends batches to Ray actors (ray_address), each loading the same model, e.g. one per GPU node.",
+    )
+    ray_address: str = Field(
+        "",
+        description="Ray cluster to embed on with embed_backend='ray' (e.g. ray://head:10001 or 'auto'); empty "
+        "starts a local Ray in this process.",
+    )
+    ray_actors: int = Field(1, ge=1, le=4096, description="Embedding actors started on the Ray cluster.")
+    ray_actor_cpus: float = Field(1.0, gt=0, description="CPUs each embedding actor reserves on the Ray cluster.")
+    ray_actor_gpus: float = Field(0.0, ge=0, description="GPUs each embedding actor reserves (0: CPU only).")
+
     # Index lifecycle.
     watch_debounce_s: float = Field(
         1.0, ge=0.05, le=600, description="`rag watch` and the app re-index this many seconds after the last "

@@ -116,6 +116,10 @@ class IndexCorrupt(IndexProblem):
     pass
 
 
+class IndexUnavailable(IndexProblem):
+    """The store holding the index (a Milvus server, a Milvus Lite file) cannot be reached or opened now."""
+
+
 def pause_point(stage: str) -> None:
     """Fault-test hook: with RAG_TEST_PAUSE_AT=<stage>[:seconds] the writer says so on stderr and sleeps
     at that stage (default 60 s) so a test can `kill -9` it there. Stages, in order: locked, planned

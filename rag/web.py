@@ -25,7 +25,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(10**9))
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from rag import render, store  # noqa: E402
+from rag import backends, render  # noqa: E402
 from rag.chat import Assistant, record_turn  # noqa: E402
 from rag.evidence import EvidenceError, pdf_page, source_path, text_passage  # noqa: E402
 from rag.ingest import IngestError, ingest  # noqa: E402
@@ -178,7 +178,7 @@ class ChatSession:
                                               "conversation (a new chat was started?)."), None, 0
         citation = history[turn].answer.citations[n - 1]
         try:
-            manifest = store.read_manifest(self.settings.index_dir, list(self.settings.index_signature()))
+            manifest = backends.read_manifest(self.settings)
             if manifest is None:
                 raise EvidenceError("there is no index: build one (Documents tab, Re-index)")
             path = source_path(self.settings.corpus_dir, manifest, citation.source)

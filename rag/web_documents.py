@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 import pandas as pd
 
-from rag import store
+from rag import backends, store
 from rag.render import code, escape
 from rag.embedding import Embedder, load_embedder
 from rag.ingest import IngestError, IngestReport, check, ingest
@@ -141,7 +141,7 @@ def index_status(settings: Settings) -> IndexStatus:
     """Open the live index the way the chat does (checksums included) and describe it."""
     status = IndexStatus()
     try:
-        snapshot = store.load(settings.index_dir, settings.index_signature())
+        snapshot = backends.open_index(settings)
     except store.IndexNotFound as err:
         status.problem = f"{err} (or press Re-index)"
         return status

@@ -34,7 +34,12 @@ def index_key(corpus_dir: Path, settings: Settings) -> str:
 
     digest = hashlib.sha256()
     digest.update(json.dumps(settings.index_signature(), sort_keys=True, default=str).encode())
-    for module in (loaders, parsing, pdf_tables, chunking, embedding, ingest, store):
+    modules = [loaders, parsing, pdf_tables, chunking, embedding, ingest, store]
+    if settings.store_backend == "milvus":  # its index lives beside the local one, in the same folder
+        from rag.backends import milvus
+
+        modules.append(milvus)
+    for module in modules:
         digest.update(Path(module.__file__).read_bytes())
     # Of the language pack, only sentence splitting and the vocabulary's words shape the index; its question
     # rules do not, so editing them must not force a re-embedding.

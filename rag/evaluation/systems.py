@@ -80,9 +80,9 @@ _OPEN: dict[str, Ours] = {}
 def _open_ours(settings: Settings, embedder) -> Ours:
     """One `Ours` per index version and settings in a process: evaluating several files on one index
     (a notebook, the tests) reuses the assistant's warm caches instead of re-embedding the corpus."""
-    from rag import store
+    from rag import backends
 
-    key = json.dumps([str(settings.index_dir.resolve()), store.current_version(settings.index_dir),
+    key = json.dumps([str(settings.index_dir.resolve()), backends.live_version(settings),
                       settings.model_dump(mode="json")], sort_keys=True)
     if key not in _OPEN:
         _OPEN.clear()  # keep one: an assistant holds its index and caches in memory
