@@ -188,6 +188,68 @@ def test_a_writer_killed_after_writing_rows_leaves_the_old_version_answering(tmp
     assert "forty minutes" in Assistant(settings, embedder=embedder).ask("How often do ferries leave?").text
 
 
+def test_a_changed_chunk_reuses_the_vectors_of_its_known_sentences_as_the_local_store_does(
+        tmp_path: Path, embedder: Embedder) -> None:
+    """seg's ingest looks known sentence texts up in the previous version (sentence_vector): through Milvus's text_key
+    field it finds the same ones as through the local store's, so the same sentences are embedded."""
+    corpus = write_corpus(tmp_path / "corpus", TINY_CORPUS)
+    local = Settings(corpus_dir=corpus, index_dir=tmp_path / "local")
+    settings = milvus_settings(tmp_path, corpus)
+    ingest(local, embedder=embedder)
+    ingest(settings, embedder=embedder)
+    (corpus / "weather.md").write_text(TINY_CORPUS["weather.md"] + " Snow has not fallen there since 1893.")
+
+    ours, theirs = ingest(local, embedder=embedder), ingest(settings, embedder=embedder)
+
+    assert ours.embedded_sentences == theirs.embedded_sentences == 1 and theirs.embedded_chunks == 1
+    snapshot, reader = store.load(local.index_dir, local.index_signature()), milvus.open_reader(settings)
+    new_id = reader.manifest.documents["weather.md"].chunk_ids[0]
+    assert new_id == snapshot.manifest.documents["weather.md"].chunk_ids[0] == 3
+    mine, remote = snapshot.sentence_rows(new_id), reader.sentence_rows(new_id)
+    assert [(s, e) for s, e, _ in remote] == [(s, e) for s, e, _ in mine] and len(remote) >= 2
+    assert all(np.allclose(a, b, atol=1e-6) for (_, _, a), (_, _, b) in zip(remote, mine))
+    assert reader.indexed_vector(snapshot.chunk(new_id).text) is not None
+    assert reader.indexed_vector(TINY_CORPUS["weather.md"]) is None  # the old text's row was deleted
+    assert reader.sentence_vector("Snow has not fallen there since 1893.") is not None
+
+
+def test_a_writer_killed_after_publishing_leaves_rows_the_next_ingest_deletes(tmp_path: Path, embedder: Embedder) -> None:
+    """kill -9 between (2) the manifest published and (3) the removed rows deleted: readers answer from the new
+    version (its words only), and the next ingest, with nothing to change, deletes the rows the state names."""
+    from tests.test_faults import PausedWriter
+
+    corpus = write_corpus(tmp_path / "corpus", TINY_CORPUS)
+    settings = milvus_settings(tmp_path, corpus)
+    ingest(settings, embedder=embedder)
+    cats = milvus.open_reader(settings).manifest.documents["cats.html"].chunk_ids
+    milvus.close_clients()  # the writer's process must open the Milvus Lite file
+    (corpus / "cats.html").unlink()
+    os.environ["RAG_STORE_BACKEND"] = "milvus"
+    try:
+        writer = PausedWriter(settings, "published")
+    finally:
+        del os.environ["RAG_STORE_BACKEND"]
+    writer.wait_paused()
+    writer.kill()
+
+    reader = milvus.open_reader(settings)
+    assert "cats.html" not in reader.manifest.documents and reader.chunk_count() == 2
+    assert cats[0] in [r["id"] for r in rows(settings, "chunks", [])]  # not yet deleted ...
+    assert "cats" in {r["word"] for r in rows(settings, "words", [])}
+    assert reader.word_vector("cats") is None  # ... but not this version's
+    vector = embedder.embed(["How long do cats sleep?"])[0]
+    assert cats[0] not in [cid for cid, _ in reader.dense_search(vector, 2, None)]
+
+    report = ingest(settings, embedder=embedder)
+    assert report.published is False
+    old_version = report.cleaned[0]  # the version the killed writer's publish had not yet removed
+    assert old_version.startswith("v") and report.cleaned[1:] == [
+        "1 Milvus chunk rows no published version holds", "7 Milvus word rows no live chunk has"]
+    assert [r["id"] for r in rows(settings, "chunks", [])] == sorted(milvus.open_reader(settings).live)
+    assert cats[0] not in {r["chunk_id"] for r in rows(settings, "sentences", ["chunk_id"])}
+    assert "cats" not in {r["word"] for r in rows(settings, "words", [])}
+
+
 @pytest.fixture(scope="module")
 def shipped_both(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> tuple[Settings, Settings]:
     """The shipped corpus indexed by both back ends."""
