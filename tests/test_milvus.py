@@ -17,7 +17,7 @@ import pytest
 from rag import store
 from rag.chat import Assistant
 from rag.embedding import Embedder
-from rag.ingest import ingest
+from rag.ingest import check, ingest
 from rag.settings import Settings
 from tests.conftest import REPO, SHIPPED_CORPUS, TINY_CORPUS, write_corpus
 
@@ -50,6 +50,20 @@ def rows(settings: Settings, kind: str, fields: list[str]) -> list[dict]:
                   key=lambda r: r[key])
 
 
+def kill_writer_at(settings: Settings, stage: str) -> None:
+    """`rag ingest` with store_backend=milvus in a child process, killed with SIGKILL once paused at `stage`."""
+    from tests.test_faults import PausedWriter
+
+    milvus.close_clients()  # the writer's process must open the Milvus Lite file
+    os.environ["RAG_STORE_BACKEND"] = "milvus"
+    try:
+        writer = PausedWriter(settings, stage)
+    finally:
+        del os.environ["RAG_STORE_BACKEND"]
+    writer.wait_paused()
+    writer.kill()
+
+
 def test_ingest_and_ask_read_everything_from_milvus(tmp_path: Path, embedder: Embedder) -> None:
     settings = milvus_settings(tmp_path, write_corpus(tmp_path / "corpus", TINY_CORPUS))
     report = ingest(settings, embedder=embedder)
@@ -69,6 +83,10 @@ def test_ingest_and_ask_read_everything_from_milvus(tmp_path: Path, embedder: Em
         entry.chunk_ids[0]: f"{doc}#0" for doc, entry in manifest.documents.items()}
     assert assistant.snapshot.word_vector("typhoons") is not None
     assert assistant.snapshot.word_vector("zeppelin") is None
+    assert check(settings) == []  # rag ingest --check: the state file's checksum, the corpus's hashes
+    state = settings.index_dir / "milvus" / "versions" / assistant.snapshot.version / "backend.json"
+    state.write_text(state.read_text().replace('"chunks"', '"chunkz"', 1))
+    assert check(settings) == [f"index file {state} is damaged (checksum mismatch): run `rag ingest --rebuild`"]
 
 
 def test_a_change_rewrites_only_its_rows(tmp_path: Path, embedder: Embedder) -> None:
@@ -159,21 +177,12 @@ def test_milvus_lite_file_held_by_another_process_is_named_with_the_fix(tmp_path
 def test_a_writer_killed_after_writing_rows_leaves_the_old_version_answering(tmp_path: Path, embedder: Embedder) -> None:
     """kill -9 between (1) new rows written and (2) the manifest published: readers keep the old version and
     never see the new rows; the next ingest publishes the change and leaves no stray rows."""
-    from tests.test_faults import PausedWriter
-
     corpus = write_corpus(tmp_path / "corpus", TINY_CORPUS)
     settings = milvus_settings(tmp_path, corpus)
     ingest(settings, embedder=embedder)
     old = milvus.open_reader(settings).version
-    milvus.close_clients()  # the writer's process must open the Milvus Lite file
     (corpus / "ferries.txt").write_text("Ferries to Shenzhen leave every forty minutes from the pier.")
-    os.environ["RAG_STORE_BACKEND"] = "milvus"
-    try:
-        writer = PausedWriter(settings, "written")
-    finally:
-        del os.environ["RAG_STORE_BACKEND"]
-    writer.wait_paused()
-    writer.kill()
+    kill_writer_at(settings, "written")
 
     reader = milvus.open_reader(settings)
     assert reader.version == old and "ferries.txt" not in reader.manifest.documents
@@ -216,21 +225,12 @@ def test_a_changed_chunk_reuses_the_vectors_of_its_known_sentences_as_the_local_
 def test_a_writer_killed_after_publishing_leaves_rows_the_next_ingest_deletes(tmp_path: Path, embedder: Embedder) -> None:
     """kill -9 between (2) the manifest published and (3) the removed rows deleted: readers answer from the new
     version (its words only), and the next ingest, with nothing to change, deletes the rows the state names."""
-    from tests.test_faults import PausedWriter
-
     corpus = write_corpus(tmp_path / "corpus", TINY_CORPUS)
     settings = milvus_settings(tmp_path, corpus)
     ingest(settings, embedder=embedder)
     cats = milvus.open_reader(settings).manifest.documents["cats.html"].chunk_ids
-    milvus.close_clients()  # the writer's process must open the Milvus Lite file
     (corpus / "cats.html").unlink()
-    os.environ["RAG_STORE_BACKEND"] = "milvus"
-    try:
-        writer = PausedWriter(settings, "published")
-    finally:
-        del os.environ["RAG_STORE_BACKEND"]
-    writer.wait_paused()
-    writer.kill()
+    kill_writer_at(settings, "published")
 
     reader = milvus.open_reader(settings)
     assert "cats.html" not in reader.manifest.documents and reader.chunk_count() == 2

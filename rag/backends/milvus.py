@@ -582,6 +582,8 @@ def write(
 
 
 def _delete_rows(c, names: Names, chunk_ids: list[int], words: list[str]) -> None:
+    if not chunk_ids and not words:
+        return
     _delete_sentences(c, names.sentences, chunk_ids)
     _delete_ids(c, names.chunks, chunk_ids)
     _delete_ids(c, names.words, words)
@@ -609,17 +611,27 @@ def cleanup_rows(settings: Settings) -> list[str]:
     for name in names.all():
         c.load_collection(name)  # a new process's client: Milvus queries only loaded collections
     pending = state.get("deleting", {})
-    stray = [int(r["id"]) for r in c.query(names.chunks, filter=f"id >= {int(manifest.next_id)}",
-                                           output_fields=["id"], limit=MAX_LIMIT)]
-    gone = [int(r["id"]) for r in c.get(names.chunks, ids=pending.get("chunks", []), output_fields=["id"])] \
-        if pending.get("chunks") else []
-    words = [str(r["word"]) for r in c.get(names.words, ids=pending.get("words", []), output_fields=["word"])] \
-        if pending.get("words") else []
+    stray: list[int] = []
+    while True:  # at most MAX_LIMIT ids a query; deleting them lets the next query see the rest
+        found = [int(r["id"]) for r in c.query(names.chunks, filter=f"id >= {int(manifest.next_id)}",
+                                               output_fields=["id"], limit=MAX_LIMIT)]
+        _delete_rows(c, names, found, [])
+        stray += found
+        if len(found) < MAX_LIMIT:
+            break
+    gone = _existing(c, names.chunks, "id", pending.get("chunks", []))
+    words = _existing(c, names.words, "word", pending.get("words", []))
     chunk_ids = sorted(set(stray) | set(gone))
-    # Sentences of a chunk row already deleted (killed between the two deletes) are found by their chunk ids too.
-    _delete_rows(c, names, sorted(set(chunk_ids) | set(pending.get("chunks", []))), words)
+    # Step 3 deletes a chunk's sentences before its row, so chunks whose rows are gone have no sentences left.
+    _delete_rows(c, names, chunk_ids, words)
     removed = [f"{len(chunk_ids)} Milvus chunk rows no published version holds"] if chunk_ids else []
     return removed + ([f"{len(words)} Milvus word rows no live chunk has"] if words else [])
+
+
+def _existing(c, collection: str, key: str, ids: list) -> list:
+    """Which of these primary keys have a row (read in batches)."""
+    return [r[key] for start in range(0, len(ids), BATCH)
+            for r in c.get(collection, ids=ids[start : start + BATCH], output_fields=[key])]
 
 
 def verify(settings: Settings, version: str, manifest: store.Manifest) -> None:
