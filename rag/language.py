@@ -181,6 +181,7 @@ class English:
         self._stemmer = Stemmer.Stemmer(self.stemmer_name)
         # nltk's English list (bundled with llama-index); bm25s' own list is too short for judging questions.
         self.stopwords = frozenset(english_stopwords()) | frozenset(STOPWORDS_EN) | self.question_words
+        self._name_openers = self.stopwords | self.name_joiners  # words a sentence-opening name candidate loses
 
     # --- words ---------------------------------------------------------------------------------------
     def words(self, text: str) -> list[str]:
@@ -393,7 +394,7 @@ class English:
         leading stopwords go too ("Some of Chopin's pieces" names Chopin)."""
         text = self.leading_filler.sub("", text.strip())
         words = text.split()
-        while opens_sentence and len(words) > 1 and fold(words[0]) in self.stopwords | self.name_joiners:
+        while opens_sentence and len(words) > 1 and fold(words[0]) in self._name_openers:
             words = words[1:]
         text = re.sub(r"['’]s$", "", " ".join(words)).rstrip(".")
         if len(text) < 2 or text.lower() in self.stopwords or self.not_names.match(text):
