@@ -49,24 +49,8 @@ USER_PROMPT = (
     "Answer only from the passages above; end each sentence with its passage number, e.g. [1]:"
 )
 
-_REFUSAL = re.compile(
-    r"\bnot (?:found |mentioned |stated |given )?in the (?:documents?|passages?|text)\b"
-    r"|\b(?:documents?|passages?) (?:do not|don't|does not|doesn't) (?:say|contain|mention|answer)\b"
-    r"|\b(?:I|we) (?:cannot|can't|could not|couldn't|do not|don't) (?:find|know|answer)\b",
-    re.IGNORECASE,
-)
-# An instruction aimed at the assistant, found inside a document: such a sentence supports no claim.
-INSTRUCTION = re.compile(
-    r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,60}?\b(?:instructions?|prompts?|rules|guidelines)\b"
-    r"|\byou are now\b|\bsystem prompt\b",
-    re.IGNORECASE,
-)
 _CITATION = re.compile(r"\[\s*(?:passages?\s*)?(\d+(?:\s*(?:,|;|and|&)\s*(?:passages?\s*)?\d+)*)\s*\]", re.IGNORECASE)
 _LEADING_CITATIONS = re.compile(r"^(?:\s*\[[^\]]*\d[^\]]*\])+")
-_NUMBER = re.compile(
-    r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:st|nd|rd|th)?(?:[\s-]+(thousand|million|billion|trillion))?",
-    re.IGNORECASE,
-)
 _WORD = re.compile(r"\w+")
 # A sentence this long whose words are mostly repeats is a degenerate generation, not a claim (a tiny model
 # loops: "Dongguan-Hong Kong-Dongguan-Hong Kong-..."), even though each word is in the passage.
@@ -139,7 +123,7 @@ def build_messages(question: str, passages: Sequence[Passage], system_prompt: st
 def is_refusal(text: str) -> bool:
     """The model said the passages do not answer: its first sentence, or all it wrote, is a refusal."""
     sentences = answer_sentences(text)
-    return bool(sentences) and bool(_REFUSAL.search(sentences[0]))
+    return bool(sentences) and bool(get_language().llm_refusal.search(sentences[0]))
 
 
 def answer_sentences(text: str) -> list[str]:
@@ -167,21 +151,6 @@ def parse_citations(sentence: str) -> tuple[str, list[int]]:
     return " ".join(clean.split()), list(dict.fromkeys(numbers))
 
 
-def facts(text: str) -> set[str]:
-    """Numbers with their scale ("18.47 billion", "33"; "1,200" -> "1200") and capitalised words
-    (names, months): what a sentence must not invent."""
-    found: set[str] = set()
-    for match in _NUMBER.finditer(text):
-        number = match.group(1).replace(",", "") + (match.group(2) or "")
-        found.add(number)
-        if match.group(3):
-            found.add(f"{number} {match.group(3).lower()}")
-    for word in _WORD.findall(text):
-        if word[0].isupper() and len(word) > 1 and word.lower() not in _COMMON:
-            found.add(word.lower())
-    return found
-
-
 def _words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
@@ -189,16 +158,6 @@ def _words(text: str) -> set[str]:
 def _stems(text: str) -> set[str]:
     language = get_language()
     return set(language.stem(language.content_words(text)))
-
-
-# Capitalised at the start of a sentence, not names.
-_COMMON = {
-    "the", "a", "an", "it", "its", "this", "that", "these", "those", "they", "their", "there", "he", "she", "his",
-    "her", "we", "our", "you", "your", "in", "on", "at", "by", "for", "with", "from", "to", "of", "and", "but", "or",
-    "as", "after", "before", "during", "since", "according", "also", "both", "each", "some", "many", "most", "all",
-    "yes", "no", "not", "however", "moreover", "meanwhile", "furthermore", "additionally", "overall", "then",
-    "when", "where", "which", "who", "what", "how", "why", "while", "if", "so", "thus", "therefore", "i",
-}
 
 
 @dataclass(frozen=True)
@@ -212,11 +171,11 @@ class SupportText:
 
     @classmethod
     def of(cls, passage: Passage) -> SupportText:
-        text = passage.text
-        spans = get_language().split_sentences(text)
-        sentences = tuple(s for s in (text[a:b] for a, b in spans) if not INSTRUCTION.search(s))
+        text, language = passage.text, get_language()
+        spans = language.split_sentences(text)
+        sentences = tuple(s for s in (text[a:b] for a, b in spans) if not language.instruction.search(s))
         joined = "\n".join(sentences)
-        return cls(sentences, frozenset(facts(joined)), frozenset(_words(joined)), frozenset(_stems(joined)))
+        return cls(sentences, frozenset(language.facts(joined)), frozenset(_words(joined)), frozenset(_stems(joined)))
 
 
 class Verifier:
@@ -257,7 +216,7 @@ class Verifier:
         known_facts = set().union(*(t.facts for t in texts))
         known_words = set().union(*(t.words for t in texts))
         # A number must appear as a number (with its scale); a name as a word, in any case.
-        absent = sorted(f for f in facts(claim) if f not in (known_facts if f[0].isdigit() else known_words))
+        absent = sorted(f for f in get_language().facts(claim) if f not in (known_facts if f[0].isdigit() else known_words))
         if absent:
             return result(False, f"{', '.join(repr(a) for a in absent)} not in {where}")
         stems = _stems(claim)

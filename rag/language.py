@@ -1,10 +1,11 @@
 """The language pack: every rule that depends on the language of the documents and questions.
 
 Word splitting, stemming, stopwords and question words, sentence splitting, what a question asks for (its
-answer type, focus, counted noun, names, period), whether it leans on the previous turn, and the patterns
-that find numbers, dates, durations and names in a sentence live here and nowhere else. Another language,
-or a domain with its own units, is one new pack (a subclass replacing what differs), not edits across the
-answerer. `English` is the only pack; `get_language(code)` picks one by the `language` setting.
+answer type, focus, counted noun, names, period), whether it leans on the previous turn, the patterns that find
+numbers, dates, durations and names in a sentence, and the facts an LLM's answer must not invent live here and
+nowhere else. Another language, or a domain with its own units, is one new pack (a subclass replacing what
+differs), not edits across the answerer. `English` is the only pack; `get_language(code)` picks one by the
+`language` setting.
 """
 
 from __future__ import annotations
@@ -172,6 +173,34 @@ class English:
         r"^(?:The|A|An|This|That|These|Those|Its|Their|His|Her|In|On|At|By|For|With|From|Since|Similarly|Moreover|"
         r"Meanwhile|However|Also|And|But|Now|Today|Thanks|After|Before|During|When|While|If|As|Although|Though|"
         r"Because|Under|Over|According|Despite|Following|Unlike|Like)(?:,?\s+|,?$)")
+
+    # --- what an LLM's answer must not invent, and how it says it cannot answer (rag/generate.py) --------
+    llm_refusal = re.compile(
+        r"\bnot (?:found |mentioned |stated |given )?in the (?:documents?|passages?|text)\b"
+        r"|\b(?:documents?|passages?) (?:do not|don't|does not|doesn't) (?:say|contain|mention|answer)\b"
+        r"|\b(?:I|we) (?:cannot|can't|could not|couldn't|do not|don't) (?:find|know|answer)\b",
+        re.IGNORECASE,
+    )
+    # An instruction aimed at the assistant, found inside a document: such a sentence supports no claim.
+    instruction = re.compile(
+        r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,60}?\b(?:instructions?|prompts?|rules|guidelines)\b"
+        r"|\byou are now\b|\bsystem prompt\b",
+        re.IGNORECASE,
+    )
+    # A number as a claim states it: digits with an optional decimal part, ordinal suffix and scale word.
+    fact_number = re.compile(
+        r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?:st|nd|rd|th)?(?:[\s-]+(thousand|million|billion|trillion))?",
+        re.IGNORECASE,
+    )
+    fact_word = re.compile(r"\w+")
+    # Words capitalised because they open a sentence, not because they are names.
+    capitalised_common = frozenset({
+        "the", "a", "an", "it", "its", "this", "that", "these", "those", "they", "their", "there", "he", "she", "his",
+        "her", "we", "our", "you", "your", "in", "on", "at", "by", "for", "with", "from", "to", "of", "and", "but",
+        "or", "as", "after", "before", "during", "since", "according", "also", "both", "each", "some", "many", "most",
+        "all", "yes", "no", "not", "however", "moreover", "meanwhile", "furthermore", "additionally", "overall",
+        "then", "when", "where", "which", "who", "what", "how", "why", "while", "if", "so", "thus", "therefore", "i",
+    })
 
     def __init__(self) -> None:
         from bm25s.stopwords import STOPWORDS_EN
@@ -400,6 +429,20 @@ class English:
         if len(text) < 2 or text.lower() in self.stopwords or self.not_names.match(text):
             return None
         return text
+
+    def facts(self, text: str) -> set[str]:
+        """Numbers with their scale ("18.47 billion", "33"; "1,200" -> "1200") and capitalised words (names,
+        months), lower-cased: what a generated sentence must not invent."""
+        found: set[str] = set()
+        for match in self.fact_number.finditer(text):
+            number = match.group(1).replace(",", "") + (match.group(2) or "")
+            found.add(number)
+            if match.group(3):
+                found.add(f"{number} {match.group(3).lower()}")
+        for word in self.fact_word.findall(text):
+            if word[0].isupper() and len(word) > 1 and word.lower() not in self.capitalised_common:
+                found.add(word.lower())
+        return found
 
 
 @functools.lru_cache(maxsize=4)
