@@ -82,7 +82,14 @@ def test_normalise_exact_forms() -> None:
     assert normalise("18.47 billion RMB.") == "18.47 billion rmb"
     assert normalise("  Tech100+  Plan ") == "tech100 plan"
     assert normalise("ends here. 5 more") == "ends here 5 more"
-    assert normalise("“Three-plus-one”") == "three plus one"
+    assert normalise("“Three-plus-one”") == "3 plus one"  # "one" stays a word: mostly a pronoun
+
+
+def test_small_numbers_match_as_words_or_digits() -> None:
+    assert answer_is_correct(_answer("Three [1]"), ["3"])
+    assert answer_is_correct(_answer("12 games"), ["twelve"])
+    assert not answer_is_correct(_answer("Thirteen"), ["3"])
+    assert not answer_is_correct(_answer("one of the first"), ["1"])
 
 
 def _answer(text: str, refused: bool = False) -> Answer:

@@ -21,17 +21,23 @@ _DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
 _PUNCTUATION = re.compile(r"[^\w\s\x00]|_")
 _CITATION_MARK = re.compile(r"\s*\[\d+\]")
 _ARTICLES = frozenset({"a", "an", "the"})
+# Small numbers written out are the same answer as their digits ("three" = "3"). "one" is left alone: it is
+# mostly a pronoun ("one of the first"), and reading it as 1 would accept wrong answers.
+_NUMBER_WORDS = {word: str(value) for value, word in enumerate(
+    "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split()) if word != "_"}
 
 
 def normalise(text: str) -> str:
     """Casefold, drop thousands separators ("8,102" -> "8102"), keep decimal points ("18.47"), turn
     every other punctuation character into a space ("5-billion-yuan" -> "5 billion yuan"), collapse
-    whitespace. Both an accepted answer and the answer text go through this before comparing."""
+    whitespace, and small numbers written out read as digits ("three" -> "3"). Both an accepted answer and the
+    answer text go through this before comparing."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = _THOUSANDS.sub("", text)
     text = _DECIMAL_POINT.sub("\x00", text)
     text = _PUNCTUATION.sub(" ", text)
-    return " ".join(text.replace("\x00", ".").split())
+    return " ".join(_NUMBER_WORDS.get(word, word) for word in text.replace("\x00", ".").split())
 
 
 def contains_answer(text: str, accepted: str) -> bool:
