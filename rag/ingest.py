@@ -474,10 +474,11 @@ def _load_and_embed(
 
     indexed: dict[str, np.ndarray | None] = {}  # chunk text -> its vector in `previous`, if it has one
 
-    def known(text: str) -> bool:
-        if text not in indexed:
-            indexed[text] = previous.indexed_vector(text) if previous is not None else None
-        return indexed[text] is not None
+    def look_up(doc_chunks: list[Chunk]) -> None:
+        """Which of a document's chunk texts `previous` holds, asked for all of them at once."""
+        asked = [c.text for c in doc_chunks if c.text not in indexed]
+        found = previous.indexed_vectors(asked) if previous is not None and asked else {}
+        indexed.update((text, found.get(text)) for text in asked)
 
     by_digest: dict[str, tuple[int, list[Chunk]]] = {}
     texts: list[str] = []  # new chunk texts in first-seen order, embedded in batches as parsing goes on
@@ -508,8 +509,9 @@ def _load_and_embed(
             continue
         pages += len(outcome.pages)
         by_digest[outcome.content_hash] = (len(outcome.pages), doc_chunks)
+        look_up(doc_chunks)
         for chunk in doc_chunks:
-            if chunk.text not in queued_texts and not known(chunk.text):
+            if chunk.text not in queued_texts and indexed[chunk.text] is None:
                 queued_texts.add(chunk.text)
                 texts.append(chunk.text)
         embed(final=False)
@@ -547,17 +549,20 @@ def _sentence_index(
     spans: list[tuple[int, int, int]] = []
     sources: list[np.ndarray | int] = []  # a vector from `previous`, or a position in `texts`
     texts: dict[str, int] = {}
+    # Looked up in two batches (chunks, then the sentences of chunks not found) rather than text by text.
+    reused = previous.indexed_sentence_rows([c.text for c in chunks]) if previous is not None else {}
+    split = {c.text: language.split_sentences(c.text) for c in chunks if not reused.get(c.text)}
+    asked = [text[start:end] for text, spans_of in split.items() for start, end in spans_of]
+    known = previous.sentence_vectors(asked) if previous is not None and asked else {}
     for row, chunk in enumerate(chunks):
         text = chunk.text
-        reused = previous.indexed_sentences(text) if previous is not None else None
-        if reused:
-            pieces = [(start, end, vector) for start, end, vector in reused]
+        if reused.get(text):
+            pieces = [(start, end, vector) for start, end, vector in reused[text]]
         else:
             pieces = []
-            for start, end in language.split_sentences(text):
-                sentence = text[start:end]
-                vector = previous.sentence_vector(sentence) if previous is not None and sentence not in texts else None
-                pieces.append((start, end, vector if vector is not None else texts.setdefault(sentence, len(texts))))
+            for start, end in split[text]:
+                vector = known.get(text[start:end])
+                pieces.append((start, end, vector if vector is not None else texts.setdefault(text[start:end], len(texts))))
         for start, end, source in pieces:
             spans.append((row, start, end))
             sources.append(source)
@@ -585,7 +590,7 @@ def _vocabulary(
     keep their vectors, only new words are embedded."""
     language = get_language(settings.language)
     words = sorted({w for chunk in chunks for w in language.corpus_words(chunk.text)})
-    known = {w: v for w in words if previous is not None and (v := previous.word_vector(w)) is not None}
+    known = previous.word_vectors(words) if previous is not None else {}
     new = [w for w in words if w not in known]
     vectors = np.zeros((len(words), dimension), np.float32)
     if new:

@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -964,18 +964,29 @@ class IndexSnapshot:
                     return segment, chunk_id
         return None
 
-    def indexed_vector(self, text: str) -> np.ndarray | None:
-        """The vector of a chunk with exactly this text, if the index holds one."""
-        found = self._with_text(text)
-        return found[0].vector_of(found[1]) if found else None
+    # Batched, as the writer asks for every chunk of a document at once: the Milvus reader answers each batch in
+    # a few calls (rag/backends/milvus.py); SQLite lookups are cheap, so here they go one text at a time.
+    def indexed_vectors(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of chunks with exactly these texts, for the texts the index holds."""
+        found = {text: self._with_text(text) for text in dict.fromkeys(texts)}
+        return {text: where[0].vector_of(where[1]) for text, where in found.items() if where}
 
-    def indexed_sentences(self, text: str) -> list[tuple[int, int, np.ndarray]] | None:
-        """The sentence rows of a chunk with exactly this text, if the index holds one."""
-        found = self._with_text(text)
-        return found[0].sentences_of(found[1]) if found else None
+    def indexed_sentence_rows(self, texts: Sequence[str]) -> dict[str, list[tuple[int, int, np.ndarray]]]:
+        """The sentence rows of chunks with exactly these texts, for the texts the index holds."""
+        found = {text: self._with_text(text) for text in dict.fromkeys(texts)}
+        return {text: where[0].sentences_of(where[1]) for text, where in found.items() if where}
 
-    def sentence_vector(self, sentence: str) -> np.ndarray | None:
-        """The vector of a sentence with exactly this text in any segment, if there is one."""
+    def sentence_vectors(self, sentences: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of sentences with exactly these texts in any segment, for those the index holds."""
+        found = {sentence: self._sentence_vector(sentence) for sentence in dict.fromkeys(sentences)}
+        return {sentence: vector for sentence, vector in found.items() if vector is not None}
+
+    def word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of these corpus words, for those the index holds."""
+        found = {word: self.word_vector(word) for word in dict.fromkeys(words)}
+        return {word: vector for word, vector in found.items() if vector is not None}
+
+    def _sentence_vector(self, sentence: str) -> np.ndarray | None:
         key = text_key(sentence)
         for segment in self.segments:
             for (row,) in segment.query("SELECT row FROM sentences WHERE key = ?", (key,)):

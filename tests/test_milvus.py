@@ -199,7 +199,7 @@ def test_a_writer_killed_after_writing_rows_leaves_the_old_version_answering(tmp
 
 def test_a_changed_chunk_reuses_the_vectors_of_its_known_sentences_as_the_local_store_does(
         tmp_path: Path, embedder: Embedder) -> None:
-    """seg's ingest looks known sentence texts up in the previous version (sentence_vector): through Milvus's text_key
+    """seg's ingest looks known sentence texts up in the previous version (sentence_vectors): through Milvus's text_key
     field it finds the same ones as through the local store's, so the same sentences are embedded."""
     corpus = write_corpus(tmp_path / "corpus", TINY_CORPUS)
     local = Settings(corpus_dir=corpus, index_dir=tmp_path / "local")
@@ -217,9 +217,14 @@ def test_a_changed_chunk_reuses_the_vectors_of_its_known_sentences_as_the_local_
     mine, remote = snapshot.sentence_rows(new_id), reader.sentence_rows(new_id)
     assert [(s, e) for s, e, _ in remote] == [(s, e) for s, e, _ in mine] and len(remote) >= 2
     assert all(np.allclose(a, b, atol=1e-6) for (_, _, a), (_, _, b) in zip(remote, mine))
-    assert reader.indexed_vector(snapshot.chunk(new_id).text) is not None
-    assert reader.indexed_vector(TINY_CORPUS["weather.md"]) is None  # the old text's row was deleted
-    assert reader.sentence_vector("Snow has not fallen there since 1893.") is not None
+    new_text = snapshot.chunk(new_id).text
+    # The old text's row was deleted: only the new text is found, with the local store's vector.
+    found = reader.indexed_vectors([new_text, TINY_CORPUS["weather.md"]])
+    assert list(found) == [new_text] and np.allclose(found[new_text], snapshot.vector(new_id), atol=1e-6)
+    sentences = ["Snow has not fallen there since 1893.", "A sentence no document has."]
+    assert list(reader.sentence_vectors(sentences)) == list(snapshot.sentence_vectors(sentences)) == sentences[:1]
+    rows = reader.indexed_sentence_rows([new_text])
+    assert list(rows) == [new_text] and [(s, e) for s, e, _ in rows[new_text]] == [(s, e) for s, e, _ in mine]
 
 
 def test_a_writer_killed_after_publishing_leaves_rows_the_next_ingest_deletes(tmp_path: Path, embedder: Embedder) -> None:
@@ -311,3 +316,33 @@ def test_an_all_stopword_chunk_is_indexed_and_counted_as_bm25_does(tmp_path: Pat
     theirs, ours = reader.keyword_search(tokens, 4), snapshot.keyword_search(tokens, 4)
     assert [i for i, _ in theirs] == [i for i, _ in ours] == snapshot.manifest.documents["cats.html"].chunk_ids
     assert [s for _, s in theirs] == pytest.approx([s for _, s in ours], rel=1e-5)
+
+
+def test_a_new_file_is_looked_up_in_a_few_batched_queries_not_one_per_text(
+        tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Milvus call costs milliseconds (a network round trip to a server): ingest asks whether the index holds
+    a new file's chunk texts, sentences and words in batches. The real client's `query` is wrapped to count
+    calls (a spy: every call still goes to Milvus Lite)."""
+    corpus = write_corpus(tmp_path / "corpus", TINY_CORPUS)
+    settings = milvus_settings(tmp_path, corpus)
+    ingest(settings, embedder=embedder)
+    sentences = [f"Report {n} says that the harbour of town {n} was rebuilt in {1900 + n}." for n in range(40)]
+    (corpus / "harbours.txt").write_text(" ".join(sentences) + " Snow has not fallen there since 1893.")
+    connection = milvus.client(settings)
+    queries: list[str] = []
+    real_query = connection.query
+
+    def counted(collection: str, **kwargs):  # type: ignore[no-untyped-def]
+        queries.append(kwargs.get("filter", ""))
+        return real_query(collection, **kwargs)
+
+    monkeypatch.setattr(connection, "query", counted)
+    report = ingest(settings, embedder=embedder)
+
+    assert report.added == ["harbours.txt"] and report.embedded_sentences == 41
+    lookups = [q for q in queries if q.startswith(("text_key in", "key in"))]
+    # The new file's chunk texts (for their vectors, then for their sentence rows), then its 41 sentences.
+    assert [q.split(" in ")[0] for q in lookups] == ["text_key", "text_key", "key"], queries
+    assert not [q for q in queries if "==" in q], queries  # no per-text query
+    answer = Assistant(settings, embedder=embedder).ask("When was the harbour of town 7 rebuilt?")
+    assert answer.text.startswith("1907"), answer.text

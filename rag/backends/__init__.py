@@ -45,8 +45,9 @@ def open_index(settings: Settings) -> IndexReader:
 
 
 def load_for_update(settings: Settings) -> store.IndexSnapshot:
-    """The live version for ingest: its manifest, and the text-keyed lookups (indexed_vector, indexed_sentences,
-    sentence_vector, word_vector) and chunk/vector reads through which unchanged texts keep their vectors."""
+    """The live version for ingest: its manifest, and the batched text-keyed lookups (indexed_vectors,
+    indexed_sentence_rows, sentence_vectors, word_vectors) and chunk/vector reads through which unchanged texts
+    keep their vectors."""
     if settings.store_backend == "milvus":
         from rag.backends import milvus
 
