@@ -104,6 +104,7 @@ class English:
     type_rules: tuple[tuple[str, re.Pattern], ...] = (
         ("duration", re.compile(r"\bhow long\b(?! (?:is|are|was|were) (?:the|a|an|it|its|their)\b)|\bhow much time\b|"
                                 r"\bhow many (?:seconds|minutes|hours|days|weeks|months|years|decades)\b|\bfor how long\b")),
+        ("year", re.compile(r"\b(?:what|which) year\b")),  # a year, not any date: "3 December" does not answer
         ("date", re.compile(rf"^(?:{_PREPOSITION} )?when\b|^since when\b|\b(?:what|which|in what) (?:year|date|month|day|"
                             r"decade|century)\b")),
         ("number", re.compile(rf"\bhow (?:many|much|big|large|high|old|far|tall|wide|deep|heavy|long)\b|\bwhat percent(?:age)?\b|"
@@ -146,6 +147,7 @@ class English:
             rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?"
             rf"|(?:early |mid-?|late )?{_MONTH},?\s+\d{{4}}|(?:early |mid-?|late )?(?:1[0-9]|20)\d{{2}}s?"
             rf"|\d{{1,2}}(?:st|nd|rd|th) century|(?:{_QUANTITY})\s+{_TIME_UNIT}\s+ago)\b"),
+        "year": re.compile(r"(?<![\w$€£¥.,])(?:1[0-9]|20)\d{2}(?!\w|[.,]\d)"),  # not in "$1500", "2,019", "2019.5"
         "duration": re.compile(rf"\b(?:{_QUANTITY})[\s-]{_TIME_UNIT}\b"),
         "measure": re.compile(rf"(?<![\w.])(?:{_QUANTITY}){_SCALE}?[\s-]?{_UNIT}(?![\w])"),
         "money": re.compile(
@@ -162,10 +164,10 @@ class English:
     # unit) from any supporting sentence before a bare number.
     candidate_passes: dict[str, tuple[str, ...]] = {
         "person": ("name",), "name": ("name",), "number": ("number",), "money": ("money", "number"),
-        "measure": ("measure", "number"), "date": ("date",), "duration": ("duration",),
+        "measure": ("measure", "number"), "date": ("date",), "year": ("year",), "duration": ("duration",),
     }
     # Answer types as a reader says them ("none of them gives the amount asked for").
-    kind_words = {"number": "number", "money": "amount", "measure": "measure", "date": "date",
+    kind_words = {"number": "number", "money": "amount", "measure": "measure", "date": "date", "year": "year",
                   "duration": "duration", "person": "name", "name": "name"}
     # Capitalised words that are not names, and openers stripped off a name candidate.
     not_names = re.compile(rf"^(?:{_MONTH}|{_WEEKDAY}|I)$")
@@ -270,9 +272,12 @@ class English:
         return self.opener.sub("", question.strip())
 
     def answer_type(self, question: str) -> str | None:
-        """What a question wants: number, money, measure, date, duration, person, name, or None (any
-        supporting sentence answers)."""
+        """What a question wants: number, money, measure, year, date, duration, person, name, or None (any
+        supporting sentence answers; so for an open question, whose answer is an explanation: "Why did the
+        amount of X change?" asks for no number)."""
         lowered = self.strip_opener(question).lower()
+        if self.open_question.search(lowered):
+            return None
         for kind, rule in self.type_rules:
             if rule.search(lowered):
                 if kind == "number" and "how many" not in lowered:  # a count is a count, whatever it counts
