@@ -12,7 +12,9 @@ What the question asks comes from its `QuestionAnalysis`; every language rule fr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import numpy as np
 
@@ -40,6 +42,8 @@ class Evidence:
     credit: dict[str, float]  # question term stem -> how well this sentence covers it (0..1)
     names_present: bool  # the names the question mentions are in this sentence's chunk
     names_near: bool  # ... and in this sentence or the one before it
+    adds_words: bool = True  # it has a content word the question lacks (a heading repeating the question's
+    # words, "Marie Curie", holds no answer)
     short_answer: str | None = None
     similarity_weight: float = 0.5  # Settings.similarity_weight
 
@@ -87,15 +91,23 @@ class ExtractiveAnswerer:
                   for t in self.question_terms(query) if t.stem not in own]
         names = {n for n in self.language.stem(list(query.names)) if not self.retriever.is_common(n)}
         initialisms = frozenset(query.initialisms)
+        question_stems = set(asked.stems) | set(query.stems)
         chunk_stems: dict[int, set[str]] = {}
+        title_stems: dict[str, set[str]] = {}
         evidence = []
         for sentence in sentences:
             support, credit = self._support(terms, sentence.text, initialisms, synonyms=False)
-            context = chunk_stems.setdefault(sentence.hit.chunk_id, self._stems(sentence.hit.chunk.text, initialisms))
+            # A document names its subject in its file name ("Marie_Curie.txt") and then by part of the name
+            # ("Curie"): the file name's words count as mentioned in each of its sentences.
+            source = sentence.hit.chunk.source
+            title = title_stems.setdefault(source, self._stems(re.sub(r"[_\W]+", " ", PurePath(source).stem), initialisms))
+            context = chunk_stems.setdefault(sentence.hit.chunk_id, self._stems(sentence.hit.chunk.text, initialisms) | title)
             named = len(names & context) >= names_required(names) * len(names)
-            near = self._stems(f"{sentence.previous} {sentence.text}", initialisms)
+            near = self._stems(f"{sentence.previous} {sentence.text}", initialisms) | title
+            own = set(self.language.stem(self.language.content_words(sentence.text)))
             evidence.append(Evidence(sentence, support, 0.0, credit, named,
                                      len(names & near) >= names_required(names) * len(names),
+                                     adds_words=bool(own - question_stems),
                                      similarity_weight=self.settings.similarity_weight))
         # Compare with the question by embedding those of the two best chunks (paraphrases share no words
         # with the question) and the best of the rest by word overlap.
@@ -147,6 +159,7 @@ class ExtractiveAnswerer:
     def supports(self, evidence: Evidence) -> bool:
         return (
             evidence.names_present
+            and evidence.adds_words
             and evidence.support >= self.settings.min_support
             and evidence.similarity >= self.settings.min_similarity
         )
