@@ -195,3 +195,18 @@ def test_names_match_without_accents_and_initialisms_match_the_words_they_stand_
     assert (office.short_answer, office.citations[0].text) == (
         "1947", "The International Monetary Fund opened its first regional office in 1947, in Paris.")
     assert assistant.ask("When did the WTO open its first regional office?").refused  # no passage spells out WTO
+
+
+def test_a_document_names_its_subject_in_its_file_name_and_a_heading_answers_nothing(
+        tmp_path: Path, embedder) -> None:
+    """A biography says "Marchetti" throughout; a question says "Zoë": the file name joins the two. Its title
+    line repeats the question's own words and is never the answer."""
+    assistant = assistant_beside_tiny_corpus(tmp_path, embedder, "Zoë_Marchetti.txt", (
+        "Zoë Marchetti\n\nMarchetti was born in Genoa in 1931. Marchetti moved to Turin in 1950 and opened "
+        "a bakery on the Via Roma. Her bakery closed in 1988."))
+    closed = assistant.ask("In what year did Zoë's bakery close?")  # neither it nor the sentence before says Zoë
+    assert (closed.short_answer, closed.citations[0].text) == ("1988", "Her bakery closed in 1988.")
+    moved = assistant.ask("Where did Zoë Marchetti open a bakery?")
+    assert not moved.refused and moved.citations[0].text == (
+        "Marchetti moved to Turin in 1950 and opened a bakery on the Via Roma.")
+    assert assistant.ask("In what year was Tullio born?").refused  # a name neither the text nor the file name has
