@@ -11,6 +11,7 @@ differs), not edits across the answerer. `English` is the only pack; `get_langua
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
 from collections.abc import Callable
@@ -207,6 +208,8 @@ class English:
     def __init__(self) -> None:
         from bm25s.stopwords import STOPWORDS_EN
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
+
         from rag.nlp_data import english_stopwords
 
         self._stemmer = Stemmer.Stemmer(self.stemmer_name)
@@ -226,6 +229,17 @@ class English:
     def corpus_words(self, text: str) -> list[str]:
         """The alphabetic words of `text`, stopwords included: what the index embeds once as its vocabulary."""
         return [w for w in self.words(text) if w.isalpha()]
+
+    bm25_stopwords = "en"  # bm25s's stopword list for keyword search (shorter than `stopwords`, as it always was)
+
+    def bm25_tokens(self, texts: list[str], return_ids: bool = False):
+        """The one tokenizer for BM25 (chunks when a segment is written, queries when searching): folded words
+        (see `fold`: "Beyonce" finds "Beyoncé"), bm25s's stopwords dropped, stemmed. With `return_ids`,
+        bm25s's (ids, vocab) form of the same tokens, for building postings."""
+        import bm25s
+
+        return bm25s.tokenize([fold(text) for text in texts], stopwords=self.bm25_stopwords, stemmer=self._stemmer,
+                              return_ids=return_ids, show_progress=False)
 
     def stem(self, words: list[str]) -> list[str]:
         return self._stemmer.stemWords(words)

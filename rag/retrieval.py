@@ -74,7 +74,7 @@ class Retriever:
         depth = min(self.settings.candidates, n)
         query_vector = self.embed_texts([query])[0]  # cached: the answerer compares sentences with it too
         dense = snapshot.dense_search(query_vector, depth, self.settings.ivf_nprobe)
-        tokens = store.bm25_tokens([query])[0]
+        tokens = store.bm25_tokens([query], self.settings.language)[0]
         bm25_ranked = [cid for cid, _ in snapshot.keyword_search(tokens, depth)] if tokens else []
 
         fused: dict[int, float] = {}

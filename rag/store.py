@@ -57,14 +57,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
-import bm25s
 import faiss
 import numpy as np
-import Stemmer
 
 from rag import dense
 from rag.chunking import Chunk
-from rag.language import fold
+from rag.language import get_language
 
 FORMAT_VERSION = 5  # 2: sentence index; 3: corpus word vectors; 4: folded words in BM25 and the vocabulary
 # (rag.language.fold); 5: segments, SQLite chunk store, .npy vectors
@@ -96,8 +94,6 @@ BM25_B = 0.75
 EMPTY_TOKEN = "\x00empty"  # bm25s cannot index a chunk without tokens; it stands in (length 1), as it always has
 
 log = logging.getLogger(__name__)
-STEMMER = Stemmer.Stemmer("english")
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
 
 class IndexProblem(Exception):
@@ -135,16 +131,10 @@ def pause_point(stage: str) -> None:
         time.sleep(float(seconds or 60))
 
 
-def bm25_tokens(texts: list[str]) -> list[list[str]]:
-    """The one tokenizer for BM25, used for chunks at build time and for queries; words are folded
-    (rag.language.fold), so "Beyonce" finds "Beyoncé"."""
-    return _tokenize(texts, return_ids=False)
-
-
-def _tokenize(texts: list[str], return_ids: bool):
-    """bm25_tokens as strings, or as bm25s's (ids, vocab) for building a segment's postings (same tokens)."""
-    return bm25s.tokenize([fold(text) for text in texts], stopwords="en", stemmer=STEMMER, return_ids=return_ids,
-                          show_progress=False)
+def bm25_tokens(texts: list[str], language: str = "en") -> list[list[str]]:
+    """BM25 tokens of these texts, by the language pack's tokenizer (`English.bm25_tokens`); `language` is the
+    index's (Settings.language, recorded in the manifest's signature)."""
+    return get_language(language).bm25_tokens(texts)
 
 
 def text_key(text: str) -> int:
@@ -321,6 +311,11 @@ def chunk_order(chunk: Chunk) -> tuple[str, int]:
     return chunk.source, int(chunk.chunk_id.rsplit("#", 1)[1])
 
 
+def language_of(manifest: Manifest) -> str:
+    """The language pack the index's words were split and stemmed by (Settings.language when it was built)."""
+    return str(manifest.signature.get("language", "en"))
+
+
 def current_version(index_dir: Path) -> str | None:
     try:
         name = (index_dir / CURRENT).read_text().strip()
@@ -353,13 +348,13 @@ def _new_folder(parent: Path, prefix: str) -> Iterator[tuple[str, Path]]:
         raise
 
 
-def write_segment(index_dir: Path, data: SegmentData, dimension: int,
+def write_segment(index_dir: Path, data: SegmentData, dimension: int, language: str,
                   dense_params: dense.DenseParams | None = None) -> tuple[SegmentEntry, TermStats]:
     """Write one immutable segment beside the live ones; return its manifest entry and its chunks' BM25
     statistics (for the version's terms.json). The dense index is shaped by `dense_params` (exact or IVF by
     the segment's size, see rag/dense.py); None: exact at any size."""
     with _new_folder(index_dir / SEGMENTS, "s") as (name, tmp):
-        stats = _write_files(tmp, data, dimension, dense_params)
+        stats = _write_files(tmp, data, dimension, language, dense_params)
         files = {}
         for rel in SEGMENT_FILES:
             info = (tmp / rel).stat()
@@ -369,7 +364,8 @@ def write_segment(index_dir: Path, data: SegmentData, dimension: int,
     return entry, stats
 
 
-def _write_files(tmp: Path, data: SegmentData, dimension: int, dense_params: dense.DenseParams | None) -> TermStats:
+def _write_files(tmp: Path, data: SegmentData, dimension: int, language: str,
+                 dense_params: dense.DenseParams | None) -> TermStats:
     """The segment's files into `tmp`; returns the BM25 statistics of its chunks."""
     rows = len(data.ids)
     index = dense.build(dimension, np.asarray(data.ids, dtype=np.int64), data.vectors,
@@ -385,7 +381,7 @@ def _write_files(tmp: Path, data: SegmentData, dimension: int, dense_params: den
     _save_npy(tmp / WORD_VECTORS, np.asarray(data.word_vectors, dtype=np.float32).reshape(-1, dimension))
 
     # BM25 postings, column per term (CSC): a query reads only its terms' columns.
-    tokenized = _tokenize([c.text for c in data.chunks], return_ids=True)
+    tokenized = get_language(language).bm25_tokens([c.text for c in data.chunks], return_ids=True)
     vocab = dict(tokenized.vocab)
     empty = vocab.setdefault(EMPTY_TOKEN, len(vocab))
     docs = [doc or [empty] for doc in tokenized.ids]
@@ -478,9 +474,9 @@ def write_change(index_dir: Path, previous: IndexSnapshot | None, manifest: Mani
             deleted = sorted(set(entry.deleted) | {int(i) for i in newly})
             if len(deleted) < entry.rows:  # a segment with no live chunk left is dropped
                 segments.append(SegmentEntry(entry.name, entry.rows, entry.min_id, entry.max_id, entry.files, deleted))
-        stats.add(bm25_tokens(texts) if texts else [], sign=-1)
+        stats.add(bm25_tokens(texts, language_of(manifest)) if texts else [], sign=-1)
     if new is not None and len(new.ids):
-        entry, added = write_segment(index_dir, new, manifest.dimension, dense_params)
+        entry, added = write_segment(index_dir, new, manifest.dimension, language_of(manifest), dense_params)
         segments.append(entry)
         for term, count in added.df.items():
             stats.df[term] = stats.df.get(term, 0) + count
@@ -590,7 +586,7 @@ def merge(index_dir: Path, snapshot: IndexSnapshot, names: list[str], words_of: 
                        np.array(spans, np.int32).reshape(-1, 3),
                        np.stack(sentence_vectors) if sentence_vectors else np.zeros((0, dimension), np.float32),
                        list(words), np.stack(list(words.values())) if words else np.zeros((0, dimension), np.float32))
-    entry, _ = write_segment(index_dir, data, dimension, dense_params)
+    entry, _ = write_segment(index_dir, data, dimension, language_of(snapshot.manifest), dense_params)
     manifest = snapshot.manifest.copy_with(
         segments=[s for s in snapshot.manifest.segments if s.name not in names] + [entry])
     return write_version(index_dir, manifest, snapshot.stats.copy())

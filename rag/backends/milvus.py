@@ -590,14 +590,14 @@ def write(
     live = {i for entry in manifest.documents.values() for i in entry.chunk_ids}
     gone = sorted(previous.live - live) if previous is not None else []
     gone_texts = previous.texts(gone) if previous is not None and gone else []
-    stats.add(store.bm25_tokens(gone_texts) if gone_texts else [], -1)
+    stats.add(store.bm25_tokens(gone_texts, settings.language) if gone_texts else [], -1)
     _count_words(words, gone_texts, -1, language)
 
     # (1) new rows
     if new is not None and len(new.ids):
         added = [int(i) for i in new.ids]
         texts = [chunk.text for chunk in new.chunks]
-        tokens = store.bm25_tokens(texts)
+        tokens = store.bm25_tokens(texts, settings.language)
         stats.add(tokens, +1)  # before the rows: their BM25 weights use the new average length
         _count_words(words, texts, +1, language)
         spans = np.asarray(new.sentence_spans, np.int64).reshape(-1, 3)
