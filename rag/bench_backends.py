@@ -102,6 +102,26 @@ def table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(rows)
 
 
+LOOKUPS = 1_000  # known texts looked up at once, as ingest does for a new segment's chunks and sentences
+
+
+def time_lookups(reader, data, log: Callable[[str], None]) -> dict[str, float]:
+    """How long ingest's batched lookups of known texts take (`indexed_vectors`, `sentence_vectors`): LOOKUPS
+    chunk texts and LOOKUPS sentence texts spread over the index, each asked for at once."""
+    chunks = [c.text for c in data.chunks[:: max(1, len(data.chunks) // LOOKUPS)][:LOOKUPS]]
+    spans = data.sentence_spans[:: max(1, len(data.sentence_spans) // LOOKUPS)][:LOOKUPS]
+    sentences = [data.chunks[int(row)].text[int(start) : int(end)] for row, start, end in spans]
+    figures: dict[str, float] = {}
+    for name, lookup, texts in (("chunk texts", reader.indexed_vectors, chunks),
+                                ("sentence texts", reader.sentence_vectors, sentences)):
+        started = time.perf_counter()
+        found = lookup(texts)
+        figures[f"look up {len(texts):,} known {name} (ms)"] = (time.perf_counter() - started) * 1000
+        if len(found) != len(set(texts)):
+            log(f"warning: {len(found)} of {len(set(texts))} known {name} found")
+    return figures
+
+
 def run_scale(n: int, base: Settings | None = None, embed: int = 4096, requests: int = 50,
               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, dict[str, float]]:
     """Both back ends at `n` chunks of rag bench --scale's corpus (real text; `embed` real vectors, the rest
@@ -135,6 +155,7 @@ def run_scale(n: int, base: Settings | None = None, embed: int = 4096, requests:
             started = time.perf_counter()
             assistants[backend] = Assistant(settings)
             results[backend]["open the Assistant (s)"] = time.perf_counter() - started
+            results[backend].update(time_lookups(backends.load_for_update(settings), data, log))
             for question in questions[:3]:
                 assistants[backend].ask(question)
         log(f"{len(questions)} questions to each back end, in turns")
