@@ -108,10 +108,11 @@ class English:
         ("year", re.compile(r"\b(?:what|which) year\b")),  # a year, not any date: "3 December" does not answer
         ("date", re.compile(rf"^(?:{_PREPOSITION} )?when\b|^since when\b|\b(?:what|which|in what) (?:year|date|month|day|"
                             r"decade|century)\b")),
+        # Before "number": "Who showed a great amount of respect to X?" asks for a person, not an amount.
+        ("person", re.compile(rf"^(?:{_PREPOSITION} )?(?:who|whom|whose)\b")),
         ("number", re.compile(rf"\bhow (?:many|much|big|large|high|old|far|tall|wide|deep|heavy|long)\b|\bwhat percent(?:age)?\b|"
                               rf"\b(?:what|which) (?:is|was|are|were) the (?:\w+ )?{_MEASURES}\b|\bwhat {_MEASURES}\b|"
                               rf"\b{_MEASURES} of\b|\w['’]s {_MEASURES}\b")),
-        ("person", re.compile(rf"^(?:{_PREPOSITION} )?(?:who|whom|whose)\b")),
         ("name", re.compile(rf"^(?:{_PREPOSITION} )?(?:which|where)\b|\bwhat (?:is|was|are|were) (?:the )?(?:\w+ )?name\b|"
                             r"\bwhat (?:is|was|are|were) \w+(?: \w+)? called\b")),
     )

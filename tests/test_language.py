@@ -37,6 +37,7 @@ def test_dates_in_iso_and_written_forms() -> None:
     ("What is the city's population?", "number"),
     ("And who designed it?", "person"),
     ("Who designed it?", "person"),
+    ("Who showed a great amount of respect to the king?", "person"),
     ("How many agreements were signed?", "number"),
     ("What was the total value of the agreements?", "money"),
     ("And how much money did they involve?", "money"),
