@@ -64,7 +64,6 @@ class ExtractiveAnswerer:
     embedded_sentences = 30  # sentences compared with the question by embedding
     synonym_sentences = 12  # sentences, best first, searched for synonyms of the question's words
     inherited_weight = 0.3  # weight of a word a follow-up's query inherited from earlier turns
-    focus_credit = 0.6  # least credit of the focus word (see English.focus_words) in a sentence giving a typed answer
 
     def __init__(self, retriever: Retriever, settings: Settings) -> None:
         self.retriever = retriever
@@ -170,7 +169,7 @@ class ExtractiveAnswerer:
         if not focus:
             return True
         stems = self.language.stem(list(focus))
-        return max(evidence.credit.get(stem, 0.0) for stem in stems) >= self.focus_credit
+        return max(evidence.credit.get(stem, 0.0) for stem in stems) >= self.settings.min_focus_credit
 
     def answer(self, asked: QuestionAnalysis, query: QuestionAnalysis, hits: list[Hit]) -> Answer:
         """The answer to `asked`, retrieved with `query` (its standalone form: the same for a question that

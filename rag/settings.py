@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         le=1,
         description="Refusal threshold: least cosine similarity between the question and an evidence sentence.",
     )
+    min_focus_credit: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Least credit (1 = the word itself, less for a near synonym by word-vector cosine) with which a "
+        "sentence giving a typed answer must cover the question's focus word: 'population' in 'What is the "
+        "population of X?', 'organised' in 'Who organised X?'.",
+    )
     similarity_weight: float = Field(
         0.5,
         ge=0,
