@@ -125,6 +125,9 @@ def build(name: str, docs: dict[str, str], questions: list[tuple[str, str, bool,
     for group, text in docs.items():
         start = len(sentences)
         sentences += [" ".join(text[a:b].split()) for a, b in language.split_sentences(text)]
+        if len(sentences) - start < CANDIDATES:  # every question gets exactly CANDIDATES (per_item reshapes)
+            raise ValueError(f"{name}: document {group!r} has {len(sentences) - start} sentences; the probe "
+                             f"needs at least {CANDIDATES} per document: give it a longer document")
         spans[group] = (start, len(sentences))
     sentence_vectors = cached_embed(sentences, cache, f"{name}-sentences")
     question_vectors = cached_embed([q[1] for q in questions], cache, f"{name}-questions")
