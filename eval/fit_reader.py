@@ -115,6 +115,22 @@ def cached_embed(texts: list[str], cache: Path, tag: str) -> np.ndarray:
     return vectors
 
 
+def cached_embed_each(texts: list[str], cache: Path, tag: str) -> np.ndarray:
+    """`cached_embed` keyed by each text: the (question, candidate) pairs change with the labels (a skipped question
+    has none), and a change of matching rules should re-embed only the pairs it adds, not all 36,000."""
+    names, vectors_path = cache / f"{tag}.json", cache / f"{tag}.npy"
+    known: dict[str, np.ndarray] = {}
+    if names.exists() and vectors_path.exists():
+        known = dict(zip(json.loads(names.read_text(encoding="utf-8")), np.load(vectors_path)))
+    missing = [t for t in dict.fromkeys(texts) if t not in known]
+    if missing:
+        known.update(zip(missing, load_embedder(Settings().embed_model).embed(missing, batch_size=64)))
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(vectors_path, np.stack(list(known.values())))
+        names.write_text(json.dumps(list(known)), encoding="utf-8")
+    return np.stack([known[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
+
+
 def build(name: str, docs: dict[str, str], questions: list[tuple[str, str, bool, object]], label,
           cache: Path) -> Corpus:
     """`questions`: (group, question, answerable, gold); candidates come from the text of `docs[group]`;
@@ -144,7 +160,7 @@ def build(name: str, docs: dict[str, str], questions: list[tuple[str, str, bool,
         items.append(item)
     corpus = Corpus(name, items, question_vectors, sentence_vectors, skipped)
     pairs = [f"{item.question}{PAIR_SEPARATOR}{s}" for item in items for s in item.sentences]
-    corpus.pair_vectors = cached_embed(pairs, cache, f"{name}-pairs")
+    corpus.pair_vectors = cached_embed_each(pairs, cache, f"{name}-pair-vectors")
     return corpus
 
 
@@ -396,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here (e.g. eval/fit_reader.json)")
     parser.add_argument("--cache", type=Path, default=ROOT / "eval/reports/fit_reader_cache")
     parser.add_argument("--models", default="cosine,bi_lr,cross_lr,match_lr",
-                        help="comma-separated; empty: keep the models of an existing --json file, update the rest")
+                        help="comma-separated; empty: keep the models of an existing --json file")
     parser.add_argument("--finetune", type=int, default=0, metavar="QUESTIONS",
                         help="also run the fine-tuning probe on this many training questions (0: skip)")
     parser.add_argument("--epochs", type=int, default=1)
@@ -433,9 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         results["finetune_probe"] = finetune_probe(train, args.finetune, args.epochs, args.layers)
         print(json.dumps(results["finetune_probe"]))
     if args.json:
-        if not args.models and args.json.exists():  # no models run: keep the file's, update the rest
+        if args.json.exists():  # what this run did not measure (the models, the probe) stays as the file has it
             kept = json.loads(args.json.read_text(encoding="utf-8"))
-            results = kept | {k: v for k, v in results.items() if k != "models"}
+            results = kept | {k: v for k, v in results.items() if k != "models" or args.models}
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0
 

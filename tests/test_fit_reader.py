@@ -3,6 +3,7 @@ here, embedded with the real bundled embedder (its cosine ranking decides the ca
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -71,3 +72,12 @@ def test_cosine_left_out_scores_every_article_once(corpus: fit_reader.Corpus) ->
 def test_a_document_too_short_for_the_candidates_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"tiny: document 'short' has 2 sentences; the probe needs at least 8"):
         fit_reader.build("tiny", {"short": "One sentence here. And another one."}, [], lambda s, g: False, tmp_path)
+
+
+def test_pair_vectors_are_cached_per_text(tmp_path: Path, embedder) -> None:
+    first = fit_reader.cached_embed_each(["a [SEP] cats purr", "b [SEP] trains run"], tmp_path, "pairs")
+    second = fit_reader.cached_embed_each(["b [SEP] trains run", "c [SEP] dogs bark"], tmp_path, "pairs")
+    assert json.loads((tmp_path / "pairs.json").read_text()) == ["a [SEP] cats purr", "b [SEP] trains run",
+                                                                 "c [SEP] dogs bark"]
+    assert np.array_equal(second[0], first[1])  # read back, not embedded again
+    assert np.allclose(second[1], embedder.embed(["c [SEP] dogs bark"])[0], atol=1e-6)
