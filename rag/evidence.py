@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.loaders import HTML_SUFFIXES, TEXT_SUFFIXES, LoadError, LoadOptions, SourceDocument, hash_bytes, load_document
+from rag.loaders import (HTML_SUFFIXES, PDF_HYPHENATION, TEXT_SUFFIXES, LoadError, LoadOptions, SourceDocument,
+                         hash_bytes, load_document)
 from rag.schema import Citation
 from rag.store import Manifest
 
@@ -72,14 +73,16 @@ def source_path(corpus_dir: Path, manifest: Manifest, source: str) -> Path:
 
 def find_quote(text: str, quote: str, near: int | None = None) -> tuple[int, int] | None:
     """The span of `quote` in `text`, comparing with every run of whitespace as one space (a PDF's text breaks
-    lines where the quote has spaces, and PDFium ends lines with CRLF); of several matches, the one nearest
-    `near`. None when the quote is not there."""
+    lines where the quote has spaces, and PDFium ends lines with CRLF) and without PDFium's hyphenation marks;
+    of several matches, the one nearest `near`. None when the quote is not there."""
     wanted = " ".join(quote.split())
     if not wanted:
         return None
     flat: list[str] = []
     origin: list[int] = []  # index in `text` of each character of `flat`
     for i, char in enumerate(text):
+        if char in PDF_HYPHENATION:  # the loader dropped it from the indexed text, so quotes lack it
+            continue
         if char.isspace():
             if flat and flat[-1] != " ":
                 flat.append(" ")

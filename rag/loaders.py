@@ -25,13 +25,13 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 
 # Bump when a loader extracts different text from the same bytes: indexes built before are rebuilt
 # (it is part of Settings.index_signature), so an incremental build always equals a fresh one.
-PARSER_VERSION = 3
+PARSER_VERSION = 4  # 4: PDFium's hyphenation marks (U+FFFE) dropped, rejoining the words they split
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
@@ -435,9 +435,16 @@ def _load_pdf(data: bytes, options: LoadOptions) -> list[Page]:
     return pages
 
 
+# Where a PDF hyphenated a word at a line end, PDFium puts a mark in place of the hyphen and the line break
+# ("in\ufffetegrity"): U+FFFE in page text (FPDFText_GetText), \x02 per character (FPDFText_GetUnicode).
+# Dropped, the word is whole again for BM25, the embedder and quotes (rag/evidence.py skips them too).
+PDF_HYPHENATION = frozenset("\ufffe\x02")
+_HYPHENATION = re.compile("[" + "".join(sorted(PDF_HYPHENATION)) + "]")
+
+
 def _clean_pdf_text(text: str) -> str:
-    # PDFium ends lines with \r\n and marks soft hyphens with \x02; NULs are never text.
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x02", "-").replace("\x00", "")
+    # PDFium ends lines with \r\n; NULs are never text.
+    return _HYPHENATION.sub("", text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", ""))
 
 
 # A line ending in two figures (or dashes), as a table row does after its label: "Products $ 63,355 $ 63,948".

@@ -29,6 +29,15 @@ def test_find_quote_ignores_how_whitespace_breaks_lines_and_prefers_the_nearest_
     assert find_quote(text, "Zeta") is None and find_quote(text, "   ") is None
 
 
+def test_a_quote_of_a_hyphenated_pdf_word_is_found_and_boxed_on_its_page(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.pdf"
+    path.write_bytes(make_pdf(["The ledger protects the in-\ntegrity of every record."]))
+    quote = "The ledger protects the integrity of every record."
+    view = pdf_page(path, "ledger.pdf", 1, quote, scale=1.0)
+    assert len(view.boxes) == 2  # the quote spans both lines
+    assert find_quote("the in\ufffetegrity of", "the integrity of") == (0, 17)
+
+
 def test_a_wrapped_pdf_quote_gets_one_box_per_line_on_its_page(tmp_path: Path) -> None:
     path = tmp_path / "report.pdf"
     path.write_bytes(make_pdf(["Nothing here.", WRAPPED]))

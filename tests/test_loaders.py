@@ -31,6 +31,13 @@ def test_pdf_keeps_page_numbers(tmp_path: Path) -> None:
     assert [(p.number, p.text.strip()) for p in document.pages] == [(1, "First page text."), (2, "Second page text.")]
 
 
+def test_a_word_the_pdf_hyphenated_at_a_line_end_is_whole_again(tmp_path: Path) -> None:
+    """PDFium gives "in\ufffetegrity" for "in-" ending a line and "tegrity" opening the next: the indexed text
+    has "integrity", which BM25, the embedder and a question's "integrity" can match."""
+    document = load(tmp_path, "ledger.pdf", make_pdf(["The ledger protects the in-\ntegrity of every record."]))
+    assert document.pages[0].text.strip() == "The ledger protects the integrity of every record."
+
+
 def test_content_hash_is_of_the_bytes(tmp_path: Path) -> None:
     first = load(tmp_path, "a.txt", "same text")
     second = load(tmp_path / "other", "b.txt", "same text")
