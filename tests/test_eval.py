@@ -85,6 +85,12 @@ def test_normalise_exact_forms() -> None:
     assert normalise("“Three-plus-one”") == "3 plus one"  # "one" stays a word: mostly a pronoun
 
 
+def test_a_word_hyphenated_at_a_line_end_is_one_word() -> None:
+    # Reference contexts extracted from PDFs keep the line-end hyphen; the loader joins the word.
+    assert normalise("the in-\ntegrity of each rec- \n ord") == "the integrity of each record"
+    assert normalise("peer-to-peer, 5-billion") == "peer to peer 5 billion"
+
+
 def test_small_numbers_match_as_words_or_digits() -> None:
     assert answer_is_correct(_answer("Three [1]"), ["3"])
     assert answer_is_correct(_answer("12 games"), ["twelve"])

@@ -17,6 +17,9 @@ MAX_ANSWER_CHARS = 400  # a longer answer is a paragraph dump, not an answer: sc
 NGRAM = 5  # reference-context overlap: word n-grams of this length
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# A word a PDF hyphenated at a line end ("in-\ntegrity", as reference contexts extracted from PDFs keep it) is
+# one word, as the loader makes it (rag/loaders.py, PDF_HYPHENATION).
+_LINE_END_HYPHEN = re.compile(r"(?<=\w)-[ \t]*\r?\n\s*(?=\w)")
 _DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
 _PUNCTUATION = re.compile(r"[^\w\s\x00]|_")
 _CITATION_MARK = re.compile(r"\s*\[\d+\]")
@@ -29,11 +32,13 @@ _NUMBER_WORDS = {word: str(value) for value, word in enumerate(
 
 
 def normalise(text: str) -> str:
-    """Casefold, drop thousands separators ("8,102" -> "8102"), keep decimal points ("18.47"), turn
-    every other punctuation character into a space ("5-billion-yuan" -> "5 billion yuan"), collapse
-    whitespace, and small numbers written out read as digits ("three" -> "3"). Both an accepted answer and the
-    answer text go through this before comparing."""
+    """Casefold, join a word hyphenated at a line end ("in-" ending a line, "tegrity" opening the next ->
+    "integrity"), drop thousands separators ("8,102" -> "8102"), keep decimal points ("18.47"), turn every
+    other punctuation character into a space ("5-billion-yuan" -> "5 billion yuan"), collapse whitespace, and
+    read small numbers written out as digits ("three" -> "3"). Both an accepted answer and the answer text go
+    through this before comparing."""
     text = unicodedata.normalize("NFKC", text).casefold()
+    text = _LINE_END_HYPHEN.sub("", text)
     text = _THOUSANDS.sub("", text)
     text = _DECIMAL_POINT.sub("\x00", text)
     text = _PUNCTUATION.sub(" ", text)
