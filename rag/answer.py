@@ -103,7 +103,8 @@ class ExtractiveAnswerer:
             context = chunk_stems.setdefault(sentence.hit.chunk_id, self._stems(sentence.hit.chunk.text, initialisms) | title)
             named = len(names & context) >= names_required(names) * len(names)
             near = self._stems(f"{sentence.previous} {sentence.text}", initialisms) | title
-            own = set(self.language.stem(self.language.content_words(sentence.text)))
+            # Figures count whatever their length: "The current shipment number is 5." adds the 5.
+            own = set(self.language.stem(self.language.content_words(sentence.text))) | set(re.findall(r"\d+", sentence.text))
             evidence.append(Evidence(sentence, support, 0.0, credit, named,
                                      len(names & near) >= names_required(names) * len(names),
                                      adds_words=bool(own - question_stems),

@@ -210,3 +210,10 @@ def test_a_document_names_its_subject_in_its_file_name_and_a_heading_answers_not
     assert not moved.refused and moved.citations[0].text == (
         "Marchetti moved to Turin in 1950 and opened a bakery on the Via Roma.")
     assert assistant.ask("In what year was Tullio born?").refused  # a name neither the text nor the file name has
+
+
+def test_a_one_digit_figure_is_what_a_sentence_adds_to_the_question(tmp_path: Path, embedder) -> None:
+    assistant = assistant_beside_tiny_corpus(tmp_path, embedder, "status.txt", (
+        "Status report. The current shipment number is 5. It left the harbour on schedule."))
+    answer = assistant.ask("What is the current shipment number?")
+    assert not answer.refused and answer.text == '"The current shipment number is 5." [1]'
