@@ -7,7 +7,7 @@ are fetched per chunk on demand, so a back end never has to hold the corpus in P
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -57,6 +57,10 @@ class IndexReader(Protocol):
 
     def word_vector(self, word: str) -> np.ndarray | None:
         """The embedding of a corpus word (embedded once at ingest), or None if the corpus has no such word."""
+        ...
+
+    def word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        """The embeddings of those of `words` that are corpus words, in one lookup."""
         ...
 
     def vector(self, chunk_id: int) -> np.ndarray:

@@ -1,8 +1,10 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 rankings fused by reciprocal rank on chunk id, then the
-sentences inside the top chunks scored as evidence.
+"""Hybrid retrieval: dense (FAISS) and BM25 rankings, and the candidates they return ranked again by their best
+sentence, fused by reciprocal rank on chunk id; then the sentences inside the top chunks scored as evidence.
 
 Dense search finds paraphrases, BM25 finds rare exact terms (names, numbers); reciprocal rank fusion
-combines their orders without calibrating their incomparable scores.
+combines their orders without calibrating their incomparable scores. A chunk's vector averages all its
+sentences, so a chunk holding one sentence that answers the question ranks below chunks that are about the
+question's subject throughout; the best-sentence ranking (sentence vectors were embedded at ingest) lifts it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Hit:
     dense_rank: int | None
     bm25_rank: int | None
     dense_score: float | None
+    sentence_rank: int | None = None  # rank of the chunk's best sentence among the candidates' best sentences
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,30 @@ class Retriever:
             fused[cid] = fused.get(cid, 0.0) + self.settings.dense_weight / (self.settings.rrf_k + rank)
         for cid, rank in bm25_rank.items():
             fused[cid] = fused.get(cid, 0.0) + self.settings.bm25_weight / (self.settings.rrf_k + rank)
+        sentence_rank: dict[int, int] = {}
+        if self.settings.sentence_weight:
+            sentence_rank = {cid: rank for rank, cid in enumerate(self._by_best_sentence(list(fused), query_vector), start=1)}
+            for cid, rank in sentence_rank.items():
+                fused[cid] += self.settings.sentence_weight / (self.settings.rrf_k + rank)
         dense_score = dict(dense)
         # Equal fused scores are common (dense rank 1 + BM25 rank 2 ties with 2 + 1). Break ties by document
         # and position, never by FAISS id: ids differ between an incremental and a fresh build of one folder.
         chunks = {cid: snapshot.chunk(cid) for cid in fused}
         ordered = sorted(fused, key=lambda cid: (-fused[cid], store.chunk_order(chunks[cid])))[:k]
         return [
-            Hit(cid, chunks[cid], fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid))
+            Hit(cid, chunks[cid], fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid),
+                sentence_rank.get(cid))
             for cid in ordered
         ]
+
+    def _by_best_sentence(self, chunk_ids: list[int], query_vector: np.ndarray) -> list[int]:
+        """The chunks ordered by the highest cosine between the query and one of their sentences."""
+        best: dict[int, float] = {}
+        for cid in chunk_ids:
+            text = self.snapshot.chunk(cid).text
+            vectors = self.embed_texts([text[start:end] for start, end in self._sentence_spans(cid)])
+            best[cid] = float((vectors @ query_vector).max()) if len(vectors) else -1.0
+        return sorted(chunk_ids, key=lambda cid: -best[cid])
 
     def sentences(self, hits: list[Hit]) -> list[Sentence]:
         """Every sentence of the given chunks, each once (overlapping chunks share sentences), as the index
@@ -125,13 +143,9 @@ class Retriever:
         and are looked up; anything else (the query, a question's words) is embedded once and cached."""
         sentences = self._sentence_vectors
         cache = self._cache
-
-        def known(text: str) -> np.ndarray | None:
-            if text in sentences:
-                return sentences[text]
-            return self.snapshot.word_vector(text)
-
-        found = {t: v for t in dict.fromkeys(texts) if (v := known(t)) is not None}
+        found = {t: sentences[t] for t in texts if t in sentences}
+        # Words in one lookup: a call to a remote store costs milliseconds.
+        found |= self.snapshot.word_vectors([t for t in dict.fromkeys(texts) if t not in found and t not in cache])
         missing = [t for t in dict.fromkeys(texts) if t not in found and t not in cache]
         if missing:
             for text, vector in zip(missing, self.embedder.embed(missing)):

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant: score = w / (rrf_k + rank).")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     bm25_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    sentence_weight: float = Field(
+        2.0, ge=0, description="Weight in fusion of a third ranking: the candidates (dense and BM25 together) ordered "
+        "by their best sentence's cosine to the query; 0 leaves it out. Fitted by eval/fit_fusion.py (mean MRR@10 "
+        "over the public sets, each corpus left out in turn: README 'Evaluation').")
     ann_min_vectors: int = Field(
         50_000, ge=1, description="A segment of the index with at least this many chunks searches them "
         "approximately (FAISS IVF-Flat, parameters below); below it, exactly. Exact search scans every vector, "

@@ -4,13 +4,16 @@ when asking."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rag import store
 from rag.chat import Assistant
 from rag.embedding import Embedder
 from rag.ingest import ingest
 from rag.language import get_language
+from rag.retrieval import Retriever
 from rag.settings import Settings
+from tests.conftest import write_corpus
 
 
 class RecordingEmbedder(Embedder):
@@ -63,3 +66,31 @@ def test_asking_embeds_the_question_only(tiny_index: Settings, embedder: Embedde
     answer = Assistant(tiny_index, recorder).ask("How many agreements were signed at the conference?")
     assert answer.short_answer == "33"
     assert recorder.texts == ["How many agreements were signed at the conference?"]
+
+
+def test_a_chunk_is_ranked_again_by_its_best_sentence(tmp_path, embedder: Embedder) -> None:
+    """A chunk about many things holding the one sentence that answers ranks first by that sentence, though
+    the chunk as a whole lies farther from the question than a chunk about its subject throughout."""
+    corpus = write_corpus(tmp_path / "corpus", {
+        "harbour.md": "The harbour town grew up around its fishing fleet in the eighteenth century. Its market sold "
+        "herring, cod and salt to inland villages. A stone church was built on the hill above the quay in 1790. "
+        "The lighthouse keeper was paid twelve shillings a week. Storms in the winter of 1836 wrecked most of the "
+        "boats. The railway reached the town in 1871 and brought summer visitors.",
+        "lighthouses.md": "Lighthouses guide ships along dangerous coasts with a bright lamp. Early lighthouses "
+        "burned wood or coal in an open fire on the tower. Later towers used oil lamps and mirrors, then Fresnel "
+        "lenses. Automation in the twentieth century removed the need for resident staff at most towers.",
+    })
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    ingest(settings, embedder=embedder)
+    snapshot = store.load(settings.index_dir, settings.index_signature())
+    question = "How much did the person who looked after the light earn?"
+
+    hits = {hit.chunk.source: hit for hit in Retriever(snapshot, embedder, settings).search(question)}
+    assert (hits["lighthouses.md"].dense_rank, hits["lighthouses.md"].sentence_rank) == (1, 2)
+    assert (hits["harbour.md"].dense_rank, hits["harbour.md"].sentence_rank) == (2, 1)
+    k, weight = settings.rrf_k, settings.sentence_weight
+    assert hits["harbour.md"].score == pytest.approx(1 / (k + 2) + weight / (k + 1))
+    assert [hit.chunk.source for hit in hits.values()] == ["harbour.md", "lighthouses.md"]
+
+    without = Retriever(snapshot, embedder, settings.model_copy(update={"sentence_weight": 0.0})).search(question)
+    assert [(hit.chunk.source, hit.sentence_rank) for hit in without] == [("lighthouses.md", None), ("harbour.md", None)]

@@ -240,7 +240,8 @@ class MilvusReader:
         self._chunks: dict[int, Chunk] = {}  # read so far (a version's chunks never change)
         self._sentences: dict[int, list[tuple[int, int, np.ndarray]]] = {}
         self._words: dict[str, np.ndarray | None] = {}
-        self._recent: list[int] = []  # the top chunks of the last searches, whose sentences are read next
+        self._recent: list[int] = []  # the chunks the last searches returned, whose sentences are read next
+        self._likely: list[int] = []  # ... and the top ones among them, whose words are read next (see _prefetch)
         self._sentence_counts: dict[int, int] = {}  # chunk id -> its sentence rows (ids chunk_id << 16 | n)
         for name in self.names.all():
             self._client.load_collection(name)
@@ -296,7 +297,8 @@ class MilvusReader:
         params = {"metric_type": "COSINE", "params": {"nprobe": nprobe} if nprobe else {}}
         hits = self._search("vector", np.asarray(vector, np.float32), k, ["text", "meta"], params)
         found = [(int(hit["id"]), float(hit["distance"])) for hit in hits[:k]]
-        self._recent = [cid for cid, _ in found[: self.settings.evidence_chunks]]  # a new question: see _prefetch
+        self._recent = [cid for cid, _ in found]  # a new question: see _prefetch
+        self._likely = self._recent[: self.settings.evidence_chunks]
         return found
 
     def keyword_search(self, tokens: list[str], k: int) -> list[tuple[int, float]]:
@@ -310,7 +312,8 @@ class MilvusReader:
         scored = [(int(hit["id"]), self.stats.score(tokens, hit["entity"]["tokens"].split())) for hit in hits]
         scored = [(cid, s) for cid, s in scored if s > 0]
         scored.sort(key=lambda item: (-item[1], store.chunk_order(self._chunks[item[0]])))
-        self._recent += [cid for cid, _ in scored[: self.settings.evidence_chunks] if cid not in self._recent]
+        self._recent += [cid for cid, _ in scored[:k] if cid not in self._recent]
+        self._likely += [cid for cid, _ in scored[: self.settings.evidence_chunks] if cid not in self._likely]
         return scored[:k]
 
     def term_stats(self) -> tuple[Mapping[str, int], int]:
@@ -318,26 +321,28 @@ class MilvusReader:
 
     def sentence_rows(self, chunk_id: int) -> list[tuple[int, int, np.ndarray]]:
         if chunk_id not in self._sentences:
-            self._prefetch([chunk_id, *(c for c in self._recent if c != chunk_id and c not in self._sentences)])
+            self._prefetch([chunk_id, *(c for c in self._recent if c != chunk_id and c not in self._sentences)],
+                           words_of=[chunk_id, *self._likely])
         return self._sentences[chunk_id]
 
-    def _prefetch(self, chunk_ids: list[int]) -> None:
-        """The sentences of these chunks, and the vectors of their words, in two Milvus calls.
+    def _prefetch(self, chunk_ids: list[int], words_of: list[int]) -> None:
+        """The sentences of `chunk_ids`, and the vectors of the words of `words_of`, in a few batched Milvus calls.
 
-        Why: the answerer reads the sentences of the top chunks one chunk at a time, and then looks up the words
-        of those sentences one word at a time; a Milvus call costs milliseconds (3-5 ms with Milvus Lite here, a
-        network round trip with a server), and per-call lookups made an answer 50-odd calls. The top chunks of
-        the last dense and keyword searches are fetched together, since the answerer's chunks are among them.
+        Why: the retriever reads the sentences of every candidate chunk, one chunk at a time, and the answerer
+        then looks up the words of the top chunks' sentences; a Milvus call costs milliseconds (3-5 ms with Milvus
+        Lite here, a network round trip with a server), and per-call lookups made an answer 50-odd calls. The
+        chunks of the last dense and keyword searches are fetched together, since the answerer's are among them;
+        words only for the top ones, since only the evidence sentences' words are compared with the question's.
         """
         if len(self._sentences) > 20_000 or len(self._words) > 200_000:
             self._sentences.clear()
             self._words.clear()
-        for cid in chunk_ids:
+        for cid in {*chunk_ids, *words_of}:
             if cid not in self._sentence_counts:
                 self.chunk(cid)  # reads its row, and with it its sentence count
         self._fetch_sentences(chunk_ids)
         language = get_language(self.settings.language)
-        words = sorted({w for c in chunk_ids if c in self._chunks for w in language.corpus_words(self._chunks[c].text)
+        words = sorted({w for c in words_of if c in self._chunks for w in language.corpus_words(self._chunks[c].text)
                         if w not in self._words and _word_ok(w)})
         self._fetch_words(words)
 
@@ -363,11 +368,7 @@ class MilvusReader:
                 self._words[word] = found.get(word)
 
     def word_vector(self, word: str) -> np.ndarray | None:
-        if word not in self._words:
-            if word not in self.word_counts:  # not a word of this version (a killed writer's row is not either)
-                return None
-            self._fetch_words([word])
-        return self._words[word]
+        return self.word_vectors([word]).get(word)
 
     def vector(self, chunk_id: int) -> np.ndarray:
         rows = self._client.get(self.names.chunks, ids=[int(chunk_id)], output_fields=["vector"])
@@ -462,7 +463,7 @@ class MilvusReader:
         return found
 
     def word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors of these corpus words, for those the version holds."""
+        """The vectors of these corpus words, for those the version holds (a killed writer's row is not one)."""
         asked = [w for w in dict.fromkeys(words) if w in self.word_counts and _word_ok(w)]
         self._fetch_words([w for w in asked if w not in self._words])
         return {w: vector for w in asked if (vector := self._words.get(w)) is not None}
