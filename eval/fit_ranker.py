@@ -29,10 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fit_thresholds import GROUPS  # noqa: E402  (the corpus groups left out together)
-
 from rag.evaluation import question_rows, resolve_sets  # noqa: E402
 from rag.evaluation.datasets import load_eval_file  # noqa: E402
+from rag.evaluation.fitting import GROUPS  # noqa: E402  (the corpus groups left out together)
 from rag.evaluation.matching import contains_answer, lies_in_context  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 

@@ -168,8 +168,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
 
     from rag import evaluation
+    from rag.evaluation import fitting
 
     settings = _settings(args)  # --corpus and --index are passed on to run_set as well: it decides which is used
     # A wide table (a column per metric) must not be squeezed to 80 columns when stdout is a file or a pipe.
@@ -178,6 +180,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results: dict = {}
     try:
         specs = evaluation.resolve_sets(args.file, args.set or ())
+        if args.leave_one_out and fitting.corpus_count(specs) < 2:
+            raise evaluation.EvalError("--leave-one-out needs sets on at least two corpora (e.g. eval/sets.toml): "
+                                       "fitting leaves one corpus out and scores it")
         thresholds = {}  # per set name; a set whose manifest entry names no gate table is not gated
         if args.gate:
             thresholds = {s.name: evaluation.load_thresholds(args.gate, s.gate) for s in specs if s.gate}
@@ -191,6 +196,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     cache_dir=Path(args.cache) if args.cache else None,
                     progress=lambda stage, done, total: bar.update(task, description=stage, completed=done, total=total),
                 )
+        fits = []
+        if args.leave_one_out:
+            with Progress(*columns, console=console, transient=True) as bar:
+                task = bar.add_task("fitting", total=None)
+                told = lambda stage, done, total: bar.update(task, description=f"fitting: {stage}", completed=done, total=total)  # noqa: E731
+                cache = Path(args.cache) if args.cache else None
+                fits = [fitting.fit_thresholds(specs, settings, cache_dir=cache, progress=told),
+                        fitting.fit_sentence_weight(specs, settings, cache_dir=cache, progress=told)]
     except evaluation.EvalError as err:
         console.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return 1
@@ -199,9 +212,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
             console.print(f"[yellow]warning:[/] {escape(f'{name}: {warning}' if not one_file else warning)}", highlight=False)
     if args.json:  # one file: its object as ever; several sets: an object per set name
         data = next(iter(results.values())).to_json() if one_file else {n: r.to_json() for n, r in results.items()}
+        if fits:  # several sets (checked above): beside them
+            data["leave_one_out"] = {" / ".join(fit.parameters): fitting.fit_to_json(fit) for fit in fits}
         print(json.dumps(data, ensure_ascii=False, indent=1))
     else:
         out.print(evaluation.sets_table(results))
+        if fits:
+            header, rows = fitting.leave_one_out_table(fits)
+            table = Table(*header, title="each corpus left out of fitting: what it scores at the values fitted "
+                          "on the others (rag/evaluation/fitting.py)")
+            for row in rows:
+                table.add_row(*row)
+            out.print(table)
         for name, result in results.items():
             if one_file:  # several sets: the failures are in each set's report (--report), not on the screen
                 for row in result.failures:
@@ -339,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate", metavar="TOML", help="thresholds file (e.g. eval/thresholds.toml); exit 1 when a metric misses")
     p.add_argument("--no-baseline", action="store_true", help="skip the LlamaIndex baseline (faster)")
     p.add_argument("--cache", metavar="DIR", help="where indexes built for --corpus are kept (default ~/.cache/rag-eval)")
+    p.add_argument("--leave-one-out", action="store_true",
+                   help="then fit the refusal thresholds and the best-sentence weight on the sets, each corpus left out "
+                   "in turn, and print what each left-out corpus scores (answers every set 21 more times)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="measure ingest, query latency and throughput, cold start and memory beside LlamaIndex")

@@ -555,19 +555,26 @@ def test_squad_sample_is_the_one_the_script_draws_and_stratified() -> None:
     assert [line for line in full if line in set(lines)] == lines  # a subset, in file order
 
 
-@pytest.mark.slow
-def test_several_sets_give_one_table_one_json_key_per_set_and_a_gate_each(tmp_path: Path, capsys) -> None:
-    write_corpus(tmp_path / "lighthouse", {"a.txt": "The lighthouse was built in 1874 by Jane Okafor. It is 31 metres tall."})
-    write_corpus(tmp_path / "harbour", {"b.txt": "The harbour opened in 1901. It handles 4,500 ships a year."})
-    write_lines(tmp_path / "light.jsonl", [
+def two_sets(folder: Path, light_gate: str | None = None) -> Path:
+    """A manifest of two small sets on two corpora: "light" (an answerable and an unanswerable question) and
+    "harbour" (one answerable question)."""
+    write_corpus(folder / "lighthouse", {"a.txt": "The lighthouse was built in 1874 by Jane Okafor. It is 31 metres tall."})
+    write_corpus(folder / "harbour", {"b.txt": "The harbour opened in 1901. It handles 4,500 ships a year."})
+    write_lines(folder / "light.jsonl", [
         {"id": "l1", "question": "When was the lighthouse built?", "answers": ["1874"], "kind": "fact"},
         {"id": "l2", "question": "What is the capital of France?", "answers": [], "kind": "unanswerable"},
     ])
-    write_lines(tmp_path / "harbour.jsonl", [
+    write_lines(folder / "harbour.jsonl", [
         {"id": "h1", "question": "How many ships does the harbour handle a year?", "answers": ["4,500"], "kind": "fact"},
     ])
-    manifest = _manifest(tmp_path, '[[sets]]\nname = "light"\nquestions = "light.jsonl"\ncorpus = "lighthouse"\ngate = "strict"\n\n'
-                                   '[[sets]]\nname = "harbour"\nquestions = "harbour.jsonl"\ncorpus = "harbour"\n')
+    gate = f'gate = "{light_gate}"\n' if light_gate else ""
+    return _manifest(folder, f'[[sets]]\nname = "light"\nquestions = "light.jsonl"\ncorpus = "lighthouse"\n{gate}\n'
+                             '[[sets]]\nname = "harbour"\nquestions = "harbour.jsonl"\ncorpus = "harbour"\n')
+
+
+@pytest.mark.slow
+def test_several_sets_give_one_table_one_json_key_per_set_and_a_gate_each(tmp_path: Path, capsys) -> None:
+    manifest = two_sets(tmp_path, light_gate="strict")
     gate = tmp_path / "gate.toml"
     gate.write_text("[strict]\ndecision_accuracy = 1.01\nhit_at_5 = 1.0\n")
     code = cli.main(["eval", str(manifest), "--json", "--no-baseline", "--gate", str(gate), "--cache", str(tmp_path / "cache")])
