@@ -11,7 +11,7 @@ Three file formats are read (detected from the content, see `load_eval_file`):
   "reference_contexts"}]}`.
 
 One module per part: `matching` (answer matching), `datasets` (eval files), `cache` (the index an eval
-runs on), `systems` (ours and the baseline), `metrics` (the metric registry), `runner`, `gate`, `report`.
+runs on), `systems` (ours and the baseline), `metrics` (the metric registry), `runner`, `gate`, `report`, `fitting` (settings fitted with each corpus left out).
 Metric definitions are in `metrics.REGISTRY` and README.md ("Evaluation"); `METRICS` lists their keys,
 the keys of `--json`. This package re-exports the public names, so `from rag.evaluation import X` works.
 """
