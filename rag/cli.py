@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="where indexes built for --corpus are kept (default ~/.cache/rag-eval)")
     p.add_argument("--leave-one-out", action="store_true",
                    help="then fit the refusal thresholds and the best-sentence weight on the sets, each corpus left out "
-                   "in turn, and print what each left-out corpus scores (answers every set 21 more times)")
+                   "in turn, and print what each left-out corpus scores (answers every set 21 more times: 10-16 minutes on the default sets)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="measure ingest, query latency and throughput, cold start and memory beside LlamaIndex")
