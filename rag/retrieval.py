@@ -104,13 +104,14 @@ class Retriever:
         ]
 
     def _by_best_sentence(self, chunk_ids: list[int], query_vector: np.ndarray) -> list[int]:
-        """The chunks ordered by the highest cosine between the query and one of their sentences."""
+        """The chunks ordered by the highest cosine between the query and one of their sentences. Overlapping
+        chunks share sentences, so ties are common: they go by document and position, as in `search`."""
         best: dict[int, float] = {}
         for cid in chunk_ids:
             text = self.snapshot.chunk(cid).text
             vectors = self.embed_texts([text[start:end] for start, end in self._sentence_spans(cid)])
             best[cid] = float((vectors @ query_vector).max()) if len(vectors) else -1.0
-        return sorted(chunk_ids, key=lambda cid: -best[cid])
+        return sorted(chunk_ids, key=lambda cid: (-best[cid], store.chunk_order(self.snapshot.chunk(cid))))
 
     def sentences(self, hits: list[Hit]) -> list[Sentence]:
         """Every sentence of the given chunks, each once (overlapping chunks share sentences), as the index
