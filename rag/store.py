@@ -726,7 +726,8 @@ class Segment:
         except Exception as err:  # faiss raises RuntimeError for a truncated or foreign file
             raise IndexCorrupt(f"index file {root / VECTORS} cannot be read ({err}): run `rag ingest --rebuild`") from err
         try:
-            self._db = sqlite3.connect(f"{(root / CHUNKS).as_uri()}?mode=ro&immutable=1", uri=True,
+            # A URI needs an absolute path; the default index folder, "index", is relative to where rag runs.
+            self._db = sqlite3.connect(f"{(root / CHUNKS).absolute().as_uri()}?mode=ro&immutable=1", uri=True,
                                        check_same_thread=False)
             self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the file now
             self.ids = _npy(root / IDS)

@@ -129,11 +129,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_rag(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real console entry point in a child process, as a user runs it."""
+def run_rag(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """The real console entry point in a child process, as a user runs it (from the repo, unless `cwd`)."""
     return subprocess.run(
         [sys.executable, "-m", "rag.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})},
     )
 
 

@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from rag import cli
 from tests.conftest import REPO, SHIPPED_CORPUS, run_rag, write_corpus
 
@@ -29,6 +31,18 @@ def test_ask_json_contract_on_the_shipped_corpus(shipped_index) -> None:
     article = (SHIPPED_CORPUS / citation["source"]).read_text(encoding="utf-8")
     assert article[citation["start"] : citation["end"]] == citation["text"]
     assert "33 signed agreements" in citation["text"]
+
+
+@pytest.mark.slow
+def test_the_default_folders_are_relative_to_where_rag_runs(tmp_path: Path) -> None:
+    """`corpus` and `index`, the defaults `make run` uses, are relative paths: the index must open from them."""
+    write_corpus(tmp_path / "corpus", {"notes.md": "The lighthouse was built in 1874 by Jane Okafor."})
+    env = {"RAG_CORPUS_DIR": "corpus", "RAG_INDEX_DIR": "index"}  # the defaults, whatever the caller's environment
+    built = run_rag("ingest", cwd=tmp_path, env=env)
+    assert built.returncode == 0, built.stderr
+    asked = run_rag("ask", "When was the lighthouse built?", cwd=tmp_path, env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.startswith('1874 — "The lighthouse was built in 1874 by Jane Okafor." [1]'), asked.stdout
 
 
 def test_ingest_reports_and_fails_when_nothing_indexable(tmp_path: Path) -> None:
