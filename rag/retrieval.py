@@ -87,15 +87,15 @@ class Retriever:
             fused[cid] = fused.get(cid, 0.0) + self.settings.dense_weight / (self.settings.rrf_k + rank)
         for cid, rank in bm25_rank.items():
             fused[cid] = fused.get(cid, 0.0) + self.settings.bm25_weight / (self.settings.rrf_k + rank)
-        sentence_rank: dict[int, int] = {}
-        if self.settings.sentence_weight:
-            sentence_rank = {cid: rank for rank, cid in enumerate(self._by_best_sentence(list(fused), query_vector), start=1)}
-            for cid, rank in sentence_rank.items():
-                fused[cid] += self.settings.sentence_weight / (self.settings.rrf_k + rank)
-        dense_score = dict(dense)
         # Equal fused scores are common (dense rank 1 + BM25 rank 2 ties with 2 + 1). Break ties by document
         # and position, never by FAISS id: ids differ between an incremental and a fresh build of one folder.
         chunks = {cid: snapshot.chunk(cid) for cid in fused}
+        sentence_rank: dict[int, int] = {}
+        if self.settings.sentence_weight:
+            sentence_rank = {cid: rank for rank, cid in enumerate(self._by_best_sentence(chunks, query_vector), start=1)}
+            for cid, rank in sentence_rank.items():
+                fused[cid] += self.settings.sentence_weight / (self.settings.rrf_k + rank)
+        dense_score = dict(dense)
         ordered = sorted(fused, key=lambda cid: (-fused[cid], store.chunk_order(chunks[cid])))[:k]
         return [
             Hit(cid, chunks[cid], fused[cid], dense_rank.get(cid), bm25_rank.get(cid), dense_score.get(cid),
@@ -103,15 +103,15 @@ class Retriever:
             for cid in ordered
         ]
 
-    def _by_best_sentence(self, chunk_ids: list[int], query_vector: np.ndarray) -> list[int]:
-        """The chunks ordered by the highest cosine between the query and one of their sentences. Overlapping
-        chunks share sentences, so ties are common: they go by document and position, as in `search`."""
+    def _by_best_sentence(self, chunks: dict[int, Chunk], query_vector: np.ndarray) -> list[int]:
+        """The chunks ordered by the highest cosine between the query and one of their sentences (their vectors
+        from the index: nothing is embedded here). Overlapping chunks share sentences, so ties are common: they
+        go by document and position, as in `search`. A chunk the index holds no sentences for ranks last."""
         best: dict[int, float] = {}
-        for cid in chunk_ids:
-            text = self.snapshot.chunk(cid).text
-            vectors = self.embed_texts([text[start:end] for start, end in self._sentence_spans(cid)])
-            best[cid] = float((vectors @ query_vector).max()) if len(vectors) else -1.0
-        return sorted(chunk_ids, key=lambda cid: (-best[cid], store.chunk_order(self.snapshot.chunk(cid))))
+        for cid in chunks:
+            rows = self.snapshot.sentence_rows(cid)
+            best[cid] = float((np.stack([vector for _, _, vector in rows]) @ query_vector).max()) if rows else -1.0
+        return sorted(chunks, key=lambda cid: (-best[cid], store.chunk_order(chunks[cid])))
 
     def sentences(self, hits: list[Hit]) -> list[Sentence]:
         """Every sentence of the given chunks, each once (overlapping chunks share sentences), as the index
