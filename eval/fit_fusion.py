@@ -18,36 +18,23 @@ rag/evaluation/fitting.py. Run (indexes cached by `rag eval`):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fit_thresholds import floats  # noqa: E402
-
 from rag.evaluation import resolve_sets  # noqa: E402
-from rag.evaluation.fitting import fit_from_json, fit_sentence_weight, fit_to_json, print_fit  # noqa: E402
+from rag.evaluation.fitting import fit_sentence_weight, fitting_script, floats  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=floats, default=[0.0, 0.5, 1.0, 2.0, 3.0])
-    parser.add_argument("--json", type=Path, help="write the grid scores and the fit here")
-    parser.add_argument("--scores", type=Path, help="refit from the grid a previous --json wrote (no eval)")
-    args = parser.parse_args(argv)
-    if args.scores:
-        fit = fit_from_json(json.loads(args.scores.read_text()), Settings())
-    else:
-        specs = resolve_sets([str(ROOT / "eval" / "sets.toml")])
-        fit = fit_sentence_weight(specs, Settings(), [(w,) for w in args.weights],
-                                  report=lambda line: print(line, flush=True))
-    print_fit(fit)
-    if args.json:
-        args.json.write_text(json.dumps(fit_to_json(fit), indent=1))
-    return 0
+    return fitting_script(parser, lambda args: fit_sentence_weight(
+        resolve_sets([str(ROOT / "eval" / "sets.toml")]), Settings(), [(w,) for w in args.weights],
+        report=lambda line: print(line, flush=True)), argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -30,31 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.evaluation import resolve_sets  # noqa: E402
-from rag.evaluation.fitting import fit_from_json, fit_thresholds, fit_to_json, print_fit  # noqa: E402
+from rag.evaluation.fitting import fit_thresholds, fitting_script, floats  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--support", type=floats, default=[0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--similarity", type=floats, default=[0.15, 0.25, 0.35, 0.45])
-    parser.add_argument("--json", type=Path, help="write the grid scores and the fit here")
-    parser.add_argument("--scores", type=Path, help="refit from the grid scores a previous --json wrote (no eval)")
-    args = parser.parse_args(argv)
-    if args.scores:
-        fit = fit_from_json(json.loads(args.scores.read_text()), Settings())
-    else:
-        specs = resolve_sets([str(ROOT / "eval" / "sets.toml")])
-        fit = fit_thresholds(specs, Settings(), list(itertools.product(args.support, args.similarity)),
-                             report=lambda line: print(line, flush=True))
-    print_fit(fit)
-    if args.json:
-        args.json.write_text(json.dumps(fit_to_json(fit), indent=1))
-    return 0
+    return fitting_script(parser, lambda args: fit_thresholds(
+        resolve_sets([str(ROOT / "eval" / "sets.toml")]), Settings(),
+        list(itertools.product(args.support, args.similarity)), report=lambda line: print(line, flush=True)), argv)
 
 
 if __name__ == "__main__":

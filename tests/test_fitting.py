@@ -3,6 +3,7 @@ eval/fit_fusion.py and `rag eval --leave-one-out` use it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -74,3 +75,20 @@ def test_rag_eval_leave_one_out_fits_both_settings_with_each_corpus_left_out(tmp
                      "--leave-one-out", *cache]) == 1
     assert ("--leave-one-out needs sets on at least two corpora (e.g. eval/sets.toml)"
             in " ".join(capsys.readouterr().err.split()))
+
+
+def test_a_fitting_script_refits_a_kept_grid_without_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("RAG_SENTENCE_WEIGHT", "1.0")  # the settings' point, whatever the default becomes
+    fit = fitting.Fit(("sentence_weight",), "mrr_at_10", {(0.0,): {"a": 0.9, "b": 0.5}, (1.0,): {"a": 0.8, "b": 0.7}},
+                      current=(1.0,))
+    kept, out = tmp_path / "grid.json", tmp_path / "fit.json"
+    kept.write_text(json.dumps(fitting.fit_to_json(fit)))
+
+    def never(args: argparse.Namespace) -> fitting.Fit:
+        raise AssertionError("--scores must not run the sets")
+
+    assert fitting.fitting_script(argparse.ArgumentParser(), never, ["--scores", str(kept), "--json", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["fitted"] == [1.0] and again["leave_one_out"]["b"] == {"point": [0.0], "held_out": 0.5, "settings": 0.7}
+    assert "fitted on all sets: sentence_weight = 1 (settings today: 1)" in capsys.readouterr().out

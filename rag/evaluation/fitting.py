@@ -14,8 +14,10 @@ eval/fit_thresholds.py and eval/fit_fusion.py run one fit each and keep its grid
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,3 +193,22 @@ def print_fit(fit: Fit, write: Callable[[str], None] = print) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         write("  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))))
+
+
+def floats(text: str) -> list[float]:
+    """A grid given on a command line: "0.1,0.2,0.3"."""
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def fitting_script(parser: argparse.ArgumentParser, fit_grid: Callable[[argparse.Namespace], Fit],
+                   argv: list[str] | None = None) -> int:
+    """The eval/fit_*.py scripts: fit a grid (or, with --scores, refit a grid kept by --json), print the fit
+    and the left-out table, keep the grid."""
+    parser.add_argument("--json", type=Path, help="write the grid scores and the fit here")
+    parser.add_argument("--scores", type=Path, help="refit from the grid a previous --json wrote (no eval)")
+    args = parser.parse_args(argv)
+    fit = fit_from_json(json.loads(args.scores.read_text()), Settings()) if args.scores else fit_grid(args)
+    print_fit(fit)
+    if args.json:
+        args.json.write_text(json.dumps(fit_to_json(fit), indent=1))
+    return 0
