@@ -109,7 +109,7 @@ class Retriever:
         go by document and position, as in `search`. A chunk the index holds no sentences for ranks last."""
         best: dict[int, float] = {}
         for cid in chunks:
-            rows = self.snapshot.sentence_rows(cid)
+            rows = self._sentence_rows(cid)
             best[cid] = float((np.stack([vector for _, _, vector in rows]) @ query_vector).max()) if rows else -1.0
         return sorted(chunks, key=lambda cid: (-best[cid], store.chunk_order(chunks[cid])))
 
@@ -130,8 +130,19 @@ class Retriever:
                 previous = text
         return result
 
+    def _sentence_rows(self, chunk_id: int) -> list[tuple[int, int, np.ndarray]]:
+        """The index's sentence rows of a chunk, read once per retriever: search ranks every candidate by them,
+        then the answerer reads the top chunks' again. A version's rows never change; the retriever is per
+        version."""
+        rows = self._rows.get(chunk_id)
+        if rows is None:
+            if len(self._rows) > 2_000:  # about 50 questions of candidates
+                self._rows.clear()
+            rows = self._rows[chunk_id] = self.snapshot.sentence_rows(chunk_id)
+        return rows
+
     def _sentence_spans(self, chunk_id: int) -> list[tuple[int, int]]:
-        rows = self.snapshot.sentence_rows(chunk_id)
+        rows = self._sentence_rows(chunk_id)
         text = self.snapshot.chunk(chunk_id).text
         if not rows:  # an index with no sentences for this chunk: split now, embed on demand
             return get_language(self.settings.language).split_sentences(text)
@@ -161,6 +172,10 @@ class Retriever:
     @cached_property
     def _sentence_vectors(self) -> dict[str, np.ndarray]:
         """Sentence text -> its vector from the index, for the chunks `sentences` has read so far."""
+        return {}
+
+    @cached_property
+    def _rows(self) -> dict[int, list[tuple[int, int, np.ndarray]]]:
         return {}
 
     @cached_property
