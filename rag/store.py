@@ -790,12 +790,26 @@ class Segment:
         if not found:
             return []
         first, end = found[0]
-        spans = self.sentence_spans[first:end]
-        return [(int(spans[i, 1]), int(spans[i, 2]), self.sentence_vectors[first + i]) for i in range(end - first)]
+        # One read of each memory map, not one per sentence: indexing a memmap row by row is Python work under
+        # the GIL, and the threads answering questions then queue behind it.
+        spans = np.asarray(self.sentence_spans[first:end])
+        vectors = np.asarray(self.sentence_vectors[first:end])
+        return [(int(spans[i, 1]), int(spans[i, 2]), vectors[i]) for i in range(end - first)]
 
     def word_vector(self, word: str) -> np.ndarray | None:
-        found = self.query("SELECT row FROM words WHERE word = ?", (word,))
-        return self.word_vectors[found[0][0]] if found else None
+        return self.word_vectors_of([word]).get(word)
+
+    def word_vectors_of(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors of those of `words` this segment holds, in one query and one read of the memory map."""
+        found: list[tuple[str, int]] = []
+        unique = list(dict.fromkeys(words))
+        for start in range(0, len(unique), 500):  # SQLite's bound on query parameters
+            part = unique[start : start + 500]
+            found += self.query(f"SELECT word, row FROM words WHERE word IN ({','.join('?' * len(part))})", tuple(part))
+        if not found:
+            return {}
+        vectors = np.asarray(self.word_vectors[np.array([row for _, row in found])])
+        return {word: vectors[i] for i, (word, _) in enumerate(found)}
 
     @cached_property
     def exclusion(self) -> tuple | None:
@@ -920,11 +934,7 @@ class IndexSnapshot:
         return found[0].sentences_of(chunk_id) if found else []
 
     def word_vector(self, word: str) -> np.ndarray | None:
-        for segment in self.segments:
-            vector = segment.word_vector(word)
-            if vector is not None:
-                return vector
-        return None
+        return self.word_vectors([word]).get(word)
 
     def vector(self, chunk_id: int) -> np.ndarray:
         found = self._find(chunk_id)
@@ -979,9 +989,15 @@ class IndexSnapshot:
         return {sentence: vector for sentence, vector in found.items() if vector is not None}
 
     def word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors of these corpus words, for those the index holds."""
-        found = {word: self.word_vector(word) for word in dict.fromkeys(words)}
-        return {word: vector for word, vector in found.items() if vector is not None}
+        """The vectors of these corpus words, for those the index holds (the first segment holding a word)."""
+        found: dict[str, np.ndarray] = {}
+        wanted = list(dict.fromkeys(words))
+        for segment in self.segments:
+            if not wanted:
+                break
+            found |= segment.word_vectors_of(wanted)
+            wanted = [word for word in wanted if word not in found]
+        return found
 
     def _sentence_vector(self, sentence: str) -> np.ndarray | None:
         key = text_key(sentence)
