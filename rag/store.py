@@ -87,6 +87,7 @@ SEGMENT_FILES = (VECTORS, CHUNKS, IDS, SENTENCE_VECTORS, SENTENCE_SPANS, WORD_VE
 # How often `load` re-reads CURRENT when the version it names disappears under it (a writer published
 # a newer one and deleted the old one between our reading CURRENT and opening the files).
 LOAD_ATTEMPTS = 3
+SQL_BATCH = 500  # values per "IN (...)" query, well under SQLite's bound on query parameters
 PAUSE_ENV = "RAG_TEST_PAUSE_AT"
 # bm25s's defaults (method "lucene"), which the index was built with before segments.
 BM25_K1 = 1.5
@@ -577,11 +578,9 @@ def merge(index_dir: Path, snapshot: IndexSnapshot, names: list[str], words_of: 
         for start, end, vector in segment.sentences_of(chunk_id):
             spans.append((row, start, end))
             sentence_vectors.append(vector)
-        for word in words_of(chunk.text):
-            if word not in words:
-                found = segment.word_vector(word)
-                if found is not None:
-                    words[word] = found
+        wanted = [word for word in dict.fromkeys(words_of(chunk.text)) if word not in words]
+        found = segment.word_vectors_of(wanted)
+        words.update((word, found[word]) for word in wanted if word in found)  # in the chunk's word order
     data = SegmentData(ids, [chunk for _, _, chunk in rows], vectors,
                        np.array(spans, np.int32).reshape(-1, 3),
                        np.stack(sentence_vectors) if sentence_vectors else np.zeros((0, dimension), np.float32),
@@ -796,15 +795,12 @@ class Segment:
         vectors = np.asarray(self.sentence_vectors[first:end])
         return [(int(spans[i, 1]), int(spans[i, 2]), vectors[i]) for i in range(end - first)]
 
-    def word_vector(self, word: str) -> np.ndarray | None:
-        return self.word_vectors_of([word]).get(word)
-
     def word_vectors_of(self, words: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors of those of `words` this segment holds, in one query and one read of the memory map."""
         found: list[tuple[str, int]] = []
         unique = list(dict.fromkeys(words))
-        for start in range(0, len(unique), 500):  # SQLite's bound on query parameters
-            part = unique[start : start + 500]
+        for start in range(0, len(unique), SQL_BATCH):
+            part = unique[start : start + SQL_BATCH]
             found += self.query(f"SELECT word, row FROM words WHERE word IN ({','.join('?' * len(part))})", tuple(part))
         if not found:
             return {}
