@@ -121,7 +121,7 @@ class Retriever:
         for hit in hits:
             chunk = hit.chunk
             previous = ""
-            for start, end in self._sentence_spans(hit.chunk_id):
+            for start, end in self._sentence_spans(hit.chunk_id, chunk.text):
                 key = (chunk.source, chunk.page, chunk.start + start)
                 text = chunk.text[start:end]
                 if key not in seen:
@@ -141,9 +141,9 @@ class Retriever:
             rows = self._rows[chunk_id] = self.snapshot.sentence_rows(chunk_id)
         return rows
 
-    def _sentence_spans(self, chunk_id: int) -> list[tuple[int, int]]:
+    def _sentence_spans(self, chunk_id: int, text: str) -> list[tuple[int, int]]:
+        """Sentence spans in the chunk's `text`; their vectors become known to `embed_texts`."""
         rows = self._sentence_rows(chunk_id)
-        text = self.snapshot.chunk(chunk_id).text
         if not rows:  # an index with no sentences for this chunk: split now, embed on demand
             return get_language(self.settings.language).split_sentences(text)
         for start, end, vector in rows:
