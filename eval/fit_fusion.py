@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.evaluation import resolve_sets  # noqa: E402
-from rag.evaluation.fitting import fit_sentence_weight, fitting_script, floats  # noqa: E402
+from rag.evaluation.fitting import SENTENCE_WEIGHTS, fit_sentence_weight, fitting_script, floats  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=floats, default=[0.0, 0.5, 1.0, 2.0, 3.0])
+    parser.add_argument("--weights", type=floats, default=SENTENCE_WEIGHTS)
     return fitting_script(parser, lambda args: fit_sentence_weight(
         resolve_sets([str(ROOT / "eval" / "sets.toml")]), Settings(), [(w,) for w in args.weights],
         report=lambda line: print(line, flush=True)), argv)

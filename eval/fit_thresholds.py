@@ -29,14 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rag.evaluation import resolve_sets  # noqa: E402
-from rag.evaluation.fitting import fit_thresholds, fitting_script, floats  # noqa: E402
+from rag.evaluation.fitting import SIMILARITIES, SUPPORTS, fit_thresholds, fitting_script, floats  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--support", type=floats, default=[0.1, 0.2, 0.3, 0.4])
-    parser.add_argument("--similarity", type=floats, default=[0.15, 0.25, 0.35, 0.45])
+    parser.add_argument("--support", type=floats, default=SUPPORTS)
+    parser.add_argument("--similarity", type=floats, default=SIMILARITIES)
     return fitting_script(parser, lambda args: fit_thresholds(
         resolve_sets([str(ROOT / "eval" / "sets.toml")]), Settings(),
         list(itertools.product(args.support, args.similarity)), report=lambda line: print(line, flush=True)), argv)

@@ -126,8 +126,11 @@ def run_grid(specs: Sequence[EvalSpec], settings: Settings, parameters: tuple[st
     return Fit(parameters, metric.__name__, scores, current)
 
 
-THRESHOLD_GRID = list(itertools.product([0.1, 0.2, 0.3, 0.4], [0.15, 0.25, 0.35, 0.45]))
-SENTENCE_WEIGHT_GRID = [(w,) for w in (0.0, 0.5, 1.0, 2.0, 3.0)]
+SUPPORTS = [0.1, 0.2, 0.3, 0.4]  # the min_support values tried
+SIMILARITIES = [0.15, 0.25, 0.35, 0.45]  # the min_similarity values tried
+THRESHOLD_GRID = list(itertools.product(SUPPORTS, SIMILARITIES))
+SENTENCE_WEIGHTS = [0.0, 0.5, 1.0, 2.0, 3.0]  # the sentence_weight values tried (dense and BM25 weigh 1)
+SENTENCE_WEIGHT_GRID = [(w,) for w in SENTENCE_WEIGHTS]
 
 
 def fit_thresholds(specs: Sequence[EvalSpec], settings: Settings, points: Sequence[Point] = THRESHOLD_GRID,
