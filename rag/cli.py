@@ -178,6 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
     one_file = len(args.file) == 1 and not args.set and Path(args.file[0]).is_file() and Path(args.file[0]).suffix != ".toml"
     results: dict = {}
+    cache = Path(args.cache) if args.cache else None
     try:
         specs = evaluation.resolve_sets(args.file, args.set or ())
         if args.leave_one_out and fitting.corpus_count(specs) < 2:
@@ -193,7 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 results[spec.name] = evaluation.run_set(
                     spec, settings, corpus=Path(args.corpus) if args.corpus else None,
                     index=Path(args.index) if args.index else None, baseline=not args.no_baseline,
-                    cache_dir=Path(args.cache) if args.cache else None,
+                    cache_dir=cache,
                     progress=lambda stage, done, total: bar.update(task, description=stage, completed=done, total=total),
                 )
         fits = []
@@ -201,7 +202,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             with Progress(*columns, console=console, transient=True) as bar:
                 task = bar.add_task("fitting", total=None)
                 told = lambda stage, done, total: bar.update(task, description=f"fitting: {stage}", completed=done, total=total)  # noqa: E731
-                cache = Path(args.cache) if args.cache else None
                 fits = [fitting.fit_thresholds(specs, settings, cache_dir=cache, progress=told),
                         fitting.fit_sentence_weight(specs, settings, cache_dir=cache, progress=told)]
     except evaluation.EvalError as err:
