@@ -91,8 +91,8 @@ class ExtractiveAnswerer:
         names = {n for n in self.language.stem(list(query.names)) if not self.retriever.is_common(n)}
         initialisms = frozenset(query.initialisms)
         question_stems = set(asked.stems) | set(query.stems)
-        chunk_stems: dict[int, set[str]] = {}
-        title_stems: dict[str, set[str]] = {}
+        chunk_stems: dict[int, frozenset[str]] = {}
+        title_stems: dict[str, frozenset[str]] = {}
         evidence = []
         for sentence in sentences:
             support, credit = self._support(terms, sentence.text, initialisms, synonyms=False)
@@ -104,7 +104,7 @@ class ExtractiveAnswerer:
             named = len(names & context) >= names_required(names) * len(names)
             near = self._stems(f"{sentence.previous} {sentence.text}", initialisms) | title
             # Figures count whatever their length: "The current shipment number is 5." adds the 5.
-            own = set(self.language.stem(self.language.content_words(sentence.text))) | set(re.findall(r"\d+", sentence.text))
+            own = self.language.content_stems(sentence.text) | set(re.findall(r"\d+", sentence.text))
             evidence.append(Evidence(sentence, support, 0.0, credit, named,
                                      len(names & near) >= names_required(names) * len(names),
                                      adds_words=bool(own - question_stems),
@@ -132,13 +132,12 @@ class ExtractiveAnswerer:
         total = sum(t.weight for t in terms)
         if not total:
             return 0.0, {}
-        words = list(dict.fromkeys(self.language.content_words(text)))
-        stems = set(self.language.stem(words)) | self._spelled_out(text, initialisms)
+        stems = self.language.content_stems(text) | self._spelled_out(text, initialisms)
         credit = {t.stem: 1.0 for t in terms if t.stem in stems}
         # Numbers match only literally: "8,102" is no synonym of "population".
         missing = [t for t in terms if t.stem not in stems and t.word.isalpha()]
-        words = [w for w in words if w.isalpha()]
-        if synonyms and missing and words:
+        words = [w for w in dict.fromkeys(self.language.content_words(text)) if w.isalpha()] if synonyms else []
+        if missing and words:
             vectors = self.retriever.embed_texts([t.word for t in missing] + words)
             best = (vectors[len(missing) :] @ vectors[: len(missing)].T).max(axis=0)
             span = self.synonym_ceiling - self.synonym_floor
@@ -146,15 +145,15 @@ class ExtractiveAnswerer:
                 credit[term.stem] = float(np.clip((sim - self.synonym_floor) / span, 0.0, 1.0))
         return sum(t.weight * credit.get(t.stem, 0.0) for t in terms) / total, credit
 
-    def _stems(self, text: str, initialisms: frozenset[str]) -> set[str]:
+    def _stems(self, text: str, initialisms: frozenset[str]) -> frozenset[str]:
         """The stems of the words of `text`, and of the question's initialisms that `text` spells out."""
-        return set(self.language.stem(self.language.words(text))) | self._spelled_out(text, initialisms)
+        return self.language.word_stems(text) | self._spelled_out(text, initialisms)
 
-    def _spelled_out(self, text: str, initialisms: frozenset[str]) -> set[str]:
+    def _spelled_out(self, text: str, initialisms: frozenset[str]) -> frozenset[str]:
         """Stems of the question's initialisms ("NYC") whose words `text` has ("New York City")."""
         if not initialisms:
-            return set()
-        return set(self.language.stem(sorted(initialisms & self.language.initials_spelled(text))))
+            return frozenset()
+        return frozenset(self.language.stem(sorted(initialisms & self.language.initials_spelled(text))))
 
     def supports(self, evidence: Evidence) -> bool:
         return (
@@ -222,7 +221,7 @@ class ExtractiveAnswerer:
         if evidence:
             seen: set[str] = set()
             for item in evidence[:20]:
-                seen |= set(self.language.stem(self.language.content_words(f"{item.sentence.previous} {item.sentence.text}")))
+                seen |= self.language.content_stems(f"{item.sentence.previous} {item.sentence.text}")
             absent = [w for w, stem in zip(asked.words, asked.stems) if stem not in seen]
             if absent:
                 reason = "no passage mentions " + ", ".join(f'"{w}"' for w in absent[:3])

@@ -54,6 +54,7 @@ _MONEY_NOUNS = (r"\b(?:money|cost|costs|price|prices|value|worth|revenue|revenue
 _OPENER = r"^\W*(?:and|so|but|also|then|ok|okay|well)\b[\s,]*"  # "And who designed it?" asks what "Who ..." asks
 _PREPOSITION = r"(?:in|on|at|to|by|with|for|from|of|into|through|during|since|until)"
 
+TEXT_CACHE_SIZE = 20_000  # texts whose stems a pack remembers: the sentences and chunks of many questions' evidence
 Candidate = tuple[int, int, str]  # start, end, text of an answer candidate in a sentence
 
 
@@ -217,6 +218,11 @@ class English:
         # nltk's English list (bundled with llama-index); bm25s' own list is too short for judging questions.
         self.stopwords = frozenset(english_stopwords()) | frozenset(STOPWORDS_EN) | self.question_words
         self._name_openers = self.stopwords | self.name_joiners  # words a sentence-opening name candidate loses
+        # A corpus sentence is read again by every question that retrieves it, and splitting, folding and
+        # stemming its words was most of an answer's Python time (held under the GIL, so concurrent questions
+        # queued on it): each text's stems and spelled-out initials are worked out once per pack.
+        self._stems_of = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(self._compute_stems)
+        self._initials_of = functools.lru_cache(maxsize=TEXT_CACHE_SIZE)(self._compute_initials)
 
     # --- words ---------------------------------------------------------------------------------------
     def words(self, text: str) -> list[str]:
@@ -230,6 +236,17 @@ class English:
     def corpus_words(self, text: str) -> list[str]:
         """The alphabetic words of `text`, stopwords included: what the index embeds once as its vocabulary."""
         return [w for w in self.words(text) if w.isalpha()]
+
+    def word_stems(self, text: str) -> frozenset[str]:
+        """The stems of every word of `text` (memoised)."""
+        return self._stems_of(text, False)
+
+    def content_stems(self, text: str) -> frozenset[str]:
+        """The stems of the content words of `text` (memoised)."""
+        return self._stems_of(text, True)
+
+    def _compute_stems(self, text: str, content_only: bool) -> frozenset[str]:
+        return frozenset(self.stem(self.content_words(text) if content_only else self.words(text)))
 
     bm25_stopwords = "en"  # bm25s's stopword list for keyword search (shorter than `stopwords`, as it always was)
 
@@ -351,11 +368,14 @@ class English:
         spelled = self.initials_spelled(question)
         return list(dict.fromkeys(word for word in found if word not in self.stopwords and word not in spelled))
 
-    def initials_spelled(self, text: str) -> set[str]:
+    def initials_spelled(self, text: str) -> frozenset[str]:
         """The initials of every run of two or more capitalised words in `text`, and of each part of such a run
         ("New York City" -> nyc, ny, yc; "United States of America" -> usa, us, sa): what an initialism in a
         question may stand for here. A lower-case joiner between two capitalised words ("of") does not end a
-        run; punctuation, other words and capitalised stopwords ("The") do."""
+        run; punctuation, other words and capitalised stopwords ("The") do. Memoised."""
+        return self._initials_of(text)
+
+    def _compute_initials(self, text: str) -> frozenset[str]:
         spelled: set[str] = set()
         run: list[str] = []
         tokens = re.findall(r"[^\W\d_][\w'’-]*|[^\w\s]", text) + [""]
@@ -369,7 +389,7 @@ class English:
                 for end in range(start + 2, min(len(run), start + 6) + 1):
                     spelled.add("".join(run[start:end]))
             run = []
-        return spelled
+        return frozenset(spelled)
 
     def period_asked(self, question: str) -> str | None:
         """The year a question is limited to ("2019"), "year" for a relative one ("last year"), or None."""

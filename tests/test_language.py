@@ -101,6 +101,15 @@ def test_words_are_compared_folded_and_initialisms_found_with_what_they_spell() 
         "us", "usa", "sa", "ny", "nyc", "nych", "yc", "ych", "ch"}
 
 
+def test_a_texts_stems_are_the_stems_of_its_words_read_once() -> None:
+    text = "The Café's owners were paying 3 bakers; the bakers bake at dawn."
+    assert EN.word_stems(text) == {"the", "cafe", "owner", "were", "pay", "baker", "bake", "at", "dawn"}
+    assert EN.content_stems(text) == {"cafe", "owner", "pay", "baker", "bake", "dawn"}
+    hits = EN._stems_of.cache_info().hits
+    assert EN.content_stems(text) == {"cafe", "owner", "pay", "baker", "bake", "dawn"}
+    assert EN._stems_of.cache_info().hits == hits + 1  # the second reading is the remembered one
+
+
 def test_facts_a_generated_sentence_must_not_invent() -> None:
     # Numbers keep their scale and lose thousands separators; a word capitalised only because it opens the
     # sentence is no name.
