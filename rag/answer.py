@@ -55,15 +55,7 @@ class Evidence:
 class ExtractiveAnswerer:
     """Answers from the evidence sentences only; refuses when no sentence supports the question."""
 
-    # Word-embedding cosine between a question word and a sentence word: below the floor they are
-    # unrelated, above the ceiling they stand for each other; in between they count in proportion.
-    synonym_floor = 0.4
-    synonym_ceiling = 0.75
-    support_margin = 0.35  # how far below the best sentence's support a typed answer may still be taken
-    counted_similarity = 0.5  # word cosine at which "deals" counts as the "agreements" after a number
-    embedded_sentences = 30  # sentences compared with the question by embedding
-    synonym_sentences = 12  # sentences, best first, searched for synonyms of the question's words
-    inherited_weight = 0.3  # weight of a word a follow-up's query inherited from earlier turns
+    # Every number the answerer weighs is a field of Settings (the "Answering" section).
 
     def __init__(self, retriever: Retriever, settings: Settings) -> None:
         self.retriever = retriever
@@ -86,7 +78,7 @@ class ExtractiveAnswerer:
         terms = self.question_terms(asked)
         own = {t.stem for t in terms}
         # Words a follow-up inherited from the conversation count, but less than its own words.
-        terms += [Term(t.word, t.stem, t.weight * self.inherited_weight)
+        terms += [Term(t.word, t.stem, t.weight * self.settings.inherited_weight)
                   for t in self.question_terms(query) if t.stem not in own]
         names = {n for n in self.language.stem(list(query.names)) if not self.retriever.is_common(n)}
         initialisms = frozenset(query.initialisms)
@@ -114,13 +106,13 @@ class ExtractiveAnswerer:
         best_chunks = {hit.chunk_id for hit in hits[:2]}
         first = [e for e in evidence if e.sentence.hit.chunk_id in best_chunks]
         rest = sorted((e for e in evidence if e.sentence.hit.chunk_id not in best_chunks), key=lambda e: -e.support)
-        evidence = (first + rest)[: max(self.embedded_sentences, len(first))]
+        evidence = (first + rest)[: max(self.settings.embedded_sentences, len(first))]
         vectors = self.retriever.embed_texts([query.text] + [e.sentence.text for e in evidence])
         for item, similarity in zip(evidence, vectors[1:] @ vectors[0]):
             item.similarity = float(similarity)
         # Synonyms are looked for only in the likeliest sentences.
         evidence.sort(key=lambda e: -e.score)
-        for item in evidence[: self.synonym_sentences]:
+        for item in evidence[: self.settings.synonym_sentences]:
             item.support, item.credit = self._support(terms, item.sentence.text, initialisms, synonyms=True)
         evidence.sort(key=lambda e: -e.score)
         return evidence
@@ -140,9 +132,9 @@ class ExtractiveAnswerer:
         if missing and words:
             vectors = self.retriever.embed_texts([t.word for t in missing] + words)
             best = (vectors[len(missing) :] @ vectors[: len(missing)].T).max(axis=0)
-            span = self.synonym_ceiling - self.synonym_floor
+            floor, span = self.settings.synonym_floor, self.settings.synonym_ceiling - self.settings.synonym_floor
             for term, sim in zip(missing, best):
-                credit[term.stem] = float(np.clip((sim - self.synonym_floor) / span, 0.0, 1.0))
+                credit[term.stem] = float(np.clip((sim - floor) / span, 0.0, 1.0))
         return sum(t.weight * credit.get(t.stem, 0.0) for t in terms) / total, credit
 
     def _stems(self, text: str, initialisms: frozenset[str]) -> frozenset[str]:
@@ -257,7 +249,7 @@ class ExtractiveAnswerer:
         supporting = [e for e in supporting if e.names_near]
         if not supporting:
             return None
-        floor = max(e.support for e in supporting) - self.support_margin
+        floor = max(e.support for e in supporting) - self.settings.typed_support_margin
         if kind == "name":  # "which ...": the best sentence answers, led by a name when it holds one
             best = supporting[0]
             best.short_answer = find_short_answer(self.language, asked, best.sentence.text, known)
@@ -290,7 +282,7 @@ class ExtractiveAnswerer:
         if set(self.language.stem(counted)) & set(self.language.stem(following)):
             return True
         vectors = self.retriever.embed_texts(counted + following)
-        return float((vectors[: len(counted)] @ vectors[len(counted) :].T).max()) >= self.counted_similarity
+        return float((vectors[: len(counted)] @ vectors[len(counted) :].T).max()) >= self.settings.counted_similarity
 
 
 def names_required(names: set[str]) -> float:

@@ -162,6 +162,27 @@ class Settings(BaseSettings):
         description="How an evidence sentence is ranked: its support (share of the question's words it covers) plus "
         "this weight times its cosine similarity to the question. Fitted by eval/fit_thresholds.py.",
     )
+    synonym_floor: float = Field(
+        0.4, ge=-1, le=1, description="Word-vector cosine below which a sentence's word is no synonym of a question "
+        "word (no credit); credit grows linearly from here to `synonym_ceiling`.")
+    synonym_ceiling: float = Field(
+        0.75, ge=-1, le=1, description="Word-vector cosine from which a sentence's word stands for a question word "
+        "(full credit, as the word itself).")
+    synonym_sentences: int = Field(
+        12, ge=0, le=200, description="Evidence sentences, best first, searched for synonyms of the question's "
+        "words (each costs word-vector lookups).")
+    embedded_sentences: int = Field(
+        30, ge=1, le=500, description="Evidence sentences compared with the question by embedding: every sentence "
+        "of the two best chunks, then the best of the rest by word overlap.")
+    typed_support_margin: float = Field(
+        0.35, ge=0, le=1, description="How far below the best sentence's support a sentence holding the kind of "
+        "answer asked for (a date, a number, a name) may still give it.")
+    counted_similarity: float = Field(
+        0.5, ge=-1, le=1, description="Word-vector cosine at which the noun after a number stands for the noun a "
+        "'How many ...' question counts ('deals' for 'agreements').")
+    inherited_weight: float = Field(
+        0.3, ge=0, le=1, description="Weight of a word a follow-up's query inherited from earlier turns, against "
+        "1 for the follow-up's own words.")
     open_answer_sentences: int = Field(
         3, ge=1, le=10, description="Most sentences quoted for an open question (why, how, describe ...).")
     open_answer_ratio: float = Field(
