@@ -54,7 +54,9 @@ _MONEY_NOUNS = (r"\b(?:money|cost|costs|price|prices|value|worth|revenue|revenue
 _OPENER = r"^\W*(?:and|so|but|also|then|ok|okay|well)\b[\s,]*"  # "And who designed it?" asks what "Who ..." asks
 _PREPOSITION = r"(?:in|on|at|to|by|with|for|from|of|into|through|during|since|until)"
 
-TEXT_CACHE_SIZE = 20_000  # texts whose stems a pack remembers: the sentences and chunks of many questions' evidence
+# Texts whose stems a pack remembers: the sentences and chunks of many questions' evidence. Measured: 2,300
+# SQuAD questions left 7,547 texts remembered and the process 18 MB larger, all caches included (~50 MB when full).
+TEXT_CACHE_SIZE = 20_000
 Candidate = tuple[int, int, str]  # start, end, text of an answer candidate in a sentence
 
 
