@@ -55,12 +55,8 @@ class IndexReader(Protocol):
         when the index holds none for it."""
         ...
 
-    def word_vector(self, word: str) -> np.ndarray | None:
-        """The embedding of a corpus word (embedded once at ingest), or None if the corpus has no such word."""
-        ...
-
     def word_vectors(self, words: Sequence[str]) -> dict[str, np.ndarray]:
-        """The embeddings of those of `words` that are corpus words, in one lookup."""
+        """The embeddings (made once at ingest) of those of `words` that are corpus words, in one lookup."""
         ...
 
     def vector(self, chunk_id: int) -> np.ndarray:

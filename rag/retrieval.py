@@ -156,9 +156,10 @@ class Retriever:
         sentences = self._sentence_vectors
         cache = self._cache
         found = {t: sentences[t] for t in texts if t in sentences}
+        unknown = [t for t in dict.fromkeys(texts) if t not in found and t not in cache]
         # Words in one lookup: a call to a remote store costs milliseconds.
-        found |= self.snapshot.word_vectors([t for t in dict.fromkeys(texts) if t not in found and t not in cache])
-        missing = [t for t in dict.fromkeys(texts) if t not in found and t not in cache]
+        found |= self.snapshot.word_vectors(unknown)
+        missing = [t for t in unknown if t not in found]
         if missing:
             for text, vector in zip(missing, self.embedder.embed(missing)):
                 cache[text] = vector

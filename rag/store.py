@@ -929,9 +929,6 @@ class IndexSnapshot:
         found = self._find(chunk_id)
         return found[0].sentences_of(chunk_id) if found else []
 
-    def word_vector(self, word: str) -> np.ndarray | None:
-        return self.word_vectors([word]).get(word)
-
     def vector(self, chunk_id: int) -> np.ndarray:
         found = self._find(chunk_id)
         if found is None:

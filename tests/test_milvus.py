@@ -81,8 +81,7 @@ def test_ingest_and_ask_read_everything_from_milvus(tmp_path: Path, embedder: Em
     manifest = assistant.snapshot.manifest
     assert {r["id"]: r["meta"]["chunk_id"] for r in chunk_rows} == {
         entry.chunk_ids[0]: f"{doc}#0" for doc, entry in manifest.documents.items()}
-    assert assistant.snapshot.word_vector("typhoons") is not None
-    assert assistant.snapshot.word_vector("zeppelin") is None
+    assert list(assistant.snapshot.word_vectors(["typhoons", "zeppelin"])) == ["typhoons"]
     assert check(settings) == []  # rag ingest --check: the state file's checksum, the corpus's hashes
     state = settings.index_dir / "milvus" / "versions" / assistant.snapshot.version / "backend.json"
     state.write_text(state.read_text().replace('"chunks"', '"chunkz"', 1))
@@ -241,7 +240,7 @@ def test_a_writer_killed_after_publishing_leaves_rows_the_next_ingest_deletes(tm
     assert "cats.html" not in reader.manifest.documents and reader.chunk_count() == 2
     assert cats[0] in [r["id"] for r in rows(settings, "chunks", [])]  # not yet deleted ...
     assert "cats" in {r["word"] for r in rows(settings, "words", [])}
-    assert reader.word_vector("cats") is None  # ... but not this version's
+    assert reader.word_vectors(["cats"]) == {}  # ... but not this version's
     vector = embedder.embed(["How long do cats sleep?"])[0]
     assert cats[0] not in [cid for cid, _ in reader.dense_search(vector, 2, None)]
 

@@ -47,8 +47,8 @@ def test_a_snapshot_keeps_reading_after_a_merge_deletes_its_segments(tiny_settin
     conference = same.manifest.documents["conference.txt"].chunk_ids[0]
     tokens = store.bm25_tokens([QUESTION])[0]
     before = (same.chunk(conference), same.keyword_search(tokens, 3), same.sentence_rows(conference),
-              same.word_vector("agreements"))
-    assert before[1] and before[2] and before[3] is not None
+              same.word_vectors(["agreements"])["agreements"])
+    assert before[1] and before[2]
 
     (settings.corpus_dir / "ferries.txt").write_text("Ferries leave twice a day from pier 7.", encoding="utf-8")
     report = ingest(settings, embedder=embedder)
@@ -65,7 +65,7 @@ def test_a_snapshot_keeps_reading_after_a_merge_deletes_its_segments(tiny_settin
     np.testing.assert_array_equal(live.vector(conference), same.vector(conference))
 
     after = (old.chunk(conference), old.keyword_search(tokens, 3), old.sentence_rows(conference),
-             old.word_vector("agreements"))
+             old.word_vectors(["agreements"])["agreements"])
     assert after[0] == before[0] and after[1] == before[1]
     assert [(a, b) for a, b, _ in after[2]] == [(a, b) for a, b, _ in before[2]]
     np.testing.assert_array_equal(after[3], before[3])

@@ -367,9 +367,6 @@ class MilvusReader:
             for word in part:
                 self._words[word] = found.get(word)
 
-    def word_vector(self, word: str) -> np.ndarray | None:
-        return self.word_vectors([word]).get(word)
-
     def vector(self, chunk_id: int) -> np.ndarray:
         rows = self._client.get(self.names.chunks, ids=[int(chunk_id)], output_fields=["vector"])
         if not rows:
